@@ -1,0 +1,320 @@
+"""The `tunekit` command line: parse, call one function, render.
+
+Only typer, rich and tunekit's torch-free modules are imported at start-up, so `tunekit --help`
+and shell completion stay fast; each command imports the heavy parts it needs when it runs.
+Data goes to stdout, progress and errors to stderr; `_guarded` maps every error to SPEC §5's code.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+from rich.console import Console
+
+from tunekit.errors import TunekitError
+
+app = typer.Typer(
+    name="tunekit",
+    help="Hyperparameter search for PyTorch training, driven by one YAML file.\n\n"
+    "Example: tunekit search configs/quickstart.yaml && tunekit train --best && tunekit report",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+_state = {"debug": False}
+
+
+def _console(stderr: bool = False) -> Console:
+    # Colour only on a terminal (rich honours NO_COLOR); off a terminal, don't wrap tables at 80 columns.
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal:
+        console = Console(stderr=stderr, highlight=False, width=200)
+    return console
+
+
+def _err(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _guarded(fn: Callable) -> Callable:
+    """Run a command; turn tunekit errors, interrupts and closed pipes into exit codes and one-line messages."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except TunekitError as exc:
+            for line in exc.lines():
+                _err(f"error: {line}")
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt as exc:
+            from tunekit.study.search import Terminated
+
+            code = 143 if isinstance(exc, Terminated) else 130
+            _err(f"interrupted ({'SIGTERM' if code == 143 else 'SIGINT'}); the study is saved")
+            resume = getattr(exc, "resume", None) or _state.get("resume")
+            if resume:
+                _err(f"resume with: {resume}")
+            raise typer.Exit(code) from None
+        except BrokenPipeError:
+            # `tunekit report --format json | head -1`: the reader left; that is not an error.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise typer.Exit(0) from None
+        except typer.Exit:
+            raise
+        except Exception as exc:
+            if _state["debug"]:
+                raise
+            _err(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+@app.callback()
+def main_options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for internal errors.")] = False,
+) -> None:
+    _state["debug"] = debug
+    if debug:
+        os.environ["TUNEKIT_DEBUG"] = "1"
+
+
+ConfigArg = Annotated[str, typer.Argument(help="Config YAML file, or - to read it from stdin.", show_default=False)]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override one value: KEY=VALUE (YAML), e.g. optimizer.lr=3e-4. Repeatable.")]
+RunsOpt = Annotated[Path, typer.Option("--runs", help="Folder that holds the studies.")]
+StudyOpt = Annotated[Optional[str], typer.Option("--study", help="Study name (default: the config's name, else the file stem).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout.")]
+
+
+def _parse_timeout(text: str | None) -> float | None:
+    if text is None:
+        return None
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if not m:
+        from tunekit.errors import UsageError
+
+        raise UsageError(f"--timeout '{text}' is not a duration", "e.g. 90s, 30m, 2h")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+def _print_json(data) -> None:
+    import json
+
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+@app.command()
+@_guarded
+def search(
+    config: ConfigArg,
+    trials: Annotated[Optional[int], typer.Option("--trials", min=1, help="Total trials for the study (across restarts).")] = None,
+    timeout: Annotated[Optional[str], typer.Option("--timeout", help="Stop starting trials after this long, e.g. 30m.")] = None,
+    devices: Annotated[Optional[str], typer.Option("--devices", help="cpu, cuda:0 or auto (default: train.device).")] = None,
+    study: StudyOpt = None,
+    runs: RunsOpt = Path("runs"),
+    storage: Annotated[Optional[str], typer.Option("--storage", help="Database URL instead of runs/<study>/optuna.journal.")] = None,
+    set_: SetOpt = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Archive the existing study and start anew.")] = False,
+    repair: Annotated[bool, typer.Option("--repair", help="Back up and repair a journal with a torn last line.")] = False,
+    json_: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress lines.")] = False,
+) -> None:
+    """Run or resume an Optuna study: each trial trains a model from the config plus sampled values.
+
+    Rerunning the same command resumes the study; --trials is the study's total.
+
+    Example: tunekit search configs/quickstart.yaml --trials 30 --set train.epochs=10
+    """
+    from tunekit.config.load import load_config
+    from tunekit.study.search import SearchOptions, run_search, study_name_for
+
+    cfg = load_config(config, set_)
+    opts = SearchOptions(runs=runs, study=study, trials=trials, timeout_s=_parse_timeout(timeout), storage=storage,
+                         device=None if devices in (None, "auto") else devices, fresh=fresh, repair=repair,
+                         config_name=None if config == "-" else Path(config).stem,
+                         log=(lambda line: None) if quiet else _err)
+    name = study_name_for(cfg, opts)
+    resume = ["tunekit", "search", config, "--study", name, "--runs", str(runs)]
+    if trials:
+        resume += ["--trials", str(trials)]
+    _state["resume"] = shlex.join(resume)
+    summary = run_search(cfg, opts)
+    if json_:
+        _print_json(summary)
+    else:
+        from tunekit.render import report_table
+
+        report_table(summary, _console(), top=5)
+        _err(f"next: tunekit train --best --study {name}" + (f" --runs {runs}" if str(runs) != "runs" else ""))
+
+
+@app.command()
+@_guarded
+def train(
+    config: Annotated[Optional[str], typer.Argument(help="A config to train (its base values), or omit with --best.", show_default=False)] = None,
+    best: Annotated[bool, typer.Option("--best", help="Train the best trial of --study (default: the most recent study).")] = False,
+    study: Annotated[Optional[str], typer.Option("--study", help="Study whose best trial to train.")] = None,
+    runs: RunsOpt = Path("runs"),
+    storage: Annotated[Optional[str], typer.Option("--storage", help="Database URL the study lives in.")] = None,
+    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="Train this many epochs instead of train.epochs.")] = None,
+    set_: SetOpt = None,
+    json_: JsonOpt = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="One line per epoch on stderr.")] = False,
+) -> None:
+    """Train one config to the end, evaluate the held-out test split, save the model.
+
+    --best retrains a study's winner with its own seed into runs/<study>/best/.
+
+    Example: tunekit train --best --study quickstart --epochs 40
+    """
+    from tunekit.config.load import load_config, parse_overrides
+    from tunekit.errors import UsageError
+    from tunekit.retrain import best_config, train_config
+    from tunekit.runs import StudyDir, most_recent_study
+    from tunekit.study.search import trial_seed
+
+    log = _err if verbose else (lambda line: None)
+    if best == (config is not None):
+        raise UsageError("give either a CONFIG or --best", "e.g. tunekit train --best, or tunekit train config.yaml")
+    if best:
+        study_dir = StudyDir(runs, study or most_recent_study(runs))
+        cfg, number = best_config(study_dir, storage)
+        if set_:
+            from tunekit.config.load import validate_document
+            from tunekit.config.yaml_io import Document
+
+            cfg = validate_document(Document(cfg.raw, {}, cfg.source), parse_overrides(set_))
+        _err(f"training the best trial #{number} of study '{study_dir.name}'")
+        result = train_config(cfg, study_dir.best_dir, seed=trial_seed(cfg.seed, number), epochs=epochs, log=log)
+    else:
+        cfg = load_config(config, set_)
+        name = cfg.name or (Path(config).stem if config != "-" else "config")
+        out = StudyDir(runs, name).path / "train"
+        result = train_config(cfg, out, seed=cfg.seed, epochs=epochs, log=log)
+    if json_:
+        _print_json(result)
+    else:
+        from tunekit.render import train_table
+
+        train_table(result, _console())
+
+
+@app.command()
+@_guarded
+def report(
+    study: Annotated[Optional[str], typer.Argument(help="Study name (default: the most recent under --runs).", show_default=False)] = None,
+    runs: RunsOpt = Path("runs"),
+    storage: Annotated[Optional[str], typer.Option("--storage", help="Database URL the study lives in.")] = None,
+    format_: Annotated[str, typer.Option("--format", help="table, json, csv or markdown.")] = "table",
+    top: Annotated[int, typer.Option("--top", min=1, help="How many of the best trials to list.")] = 10,
+) -> None:
+    """Show what a study learned: best trial, top trials, failures and parameter importance.
+
+    Example: tunekit report quickstart --format json | jq .best
+    """
+    from tunekit.errors import UsageError
+    from tunekit.render import report_csv, report_json, report_markdown, report_table
+    from tunekit.runs import StudyDir, most_recent_study
+    from tunekit.study.storage import describe_storage, load_study
+    from tunekit.study.summary import summarize
+
+    formats = ("table", "json", "csv", "markdown")
+    if format_ not in formats:
+        from tunekit.registry import did_you_mean
+
+        raise UsageError(f"unknown --format '{format_}'", did_you_mean(format_, formats) or f"choose one of: {', '.join(formats)}")
+    study_dir = StudyDir(runs, study or most_recent_study(runs))
+    summary = summarize(load_study(study_dir, storage), describe_storage(study_dir, storage))
+    if format_ == "table":
+        report_table(summary, _console(), top=top)
+    else:
+        text = {"json": report_json, "csv": report_csv, "markdown": lambda s: report_markdown(s, top)}[format_](summary)
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        sys.stdout.flush()
+
+
+@app.command()
+@_guarded
+def validate(
+    config: ConfigArg,
+    set_: SetOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Check a config and list every problem at once; nothing is trained or written.
+
+    Example: tunekit validate configs/quickstart.yaml
+    """
+    from tunekit.build import check_buildable, parameter_count
+    from tunekit.config.load import load_config
+    from tunekit.space import SearchSpace
+
+    cfg = check_buildable(load_config(config, set_))
+    space, _ = SearchSpace.parse(cfg)
+    info = {
+        "valid": True,
+        "metric": cfg.study.metric,
+        "direction": cfg.study.direction,
+        "params": parameter_count(cfg),
+        "space": [{"key": p.key, "type": p.kind, "range": p.describe()} for p in space],
+        "space_size": space.size(),
+    }
+    if json_:
+        _print_json(info)
+        return
+    out = _console()
+    out.print(f"{config}: valid; {info['direction']} {info['metric']}; model has {info['params']:,} parameters")
+    for p in info["space"]:
+        out.print(f"  {p['key']:<28} {p['type']:<12} {p['range']}")
+    if space.params:
+        out.print(f"  search space size: {info['space_size'] if info['space_size'] else 'continuous'}")
+
+
+@app.command("list")
+@_guarded
+def list_(
+    runs: RunsOpt = Path("runs"),
+    json_: JsonOpt = False,
+) -> None:
+    """List the studies under --runs with their trial counts and best value.
+
+    Example: tunekit list --runs runs
+    """
+    from rich.table import Table
+
+    from tunekit.runs import StudyDir, list_studies
+    from tunekit.study.storage import describe_storage, load_study
+    from tunekit.study.summary import summarize
+
+    rows = []
+    for path in list_studies(runs):
+        d = StudyDir(runs, path.name)
+        s = summarize(load_study(d), describe_storage(d, None))
+        rows.append({"study": s["study"], "n_trials": s["n_trials"], "states": s["states"], "metric": s["metric"],
+                     "best": s["best"]["value"] if s["best"] else None})
+    if json_:
+        _print_json(rows)
+        return
+    table = Table(show_edge=False)
+    for col in ("study", "trials", "complete", "failed", "metric", "best"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["study"], str(r["n_trials"]), str(r["states"]["COMPLETE"]), str(r["states"]["FAIL"]), str(r["metric"]),
+                      "-" if r["best"] is None else f"{r['best']:.4f}")
+    _console().print(table)
+
+
+def main() -> None:
+    app()

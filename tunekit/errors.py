@@ -1,0 +1,78 @@
+"""Every error a user can cause, each carrying the exit code SPEC §5 gives it.
+
+The CLI prints these as one line each (no traceback) and exits with `exit_code`.
+Anything else that escapes is an internal error (exit 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class TunekitError(Exception):
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def lines(self) -> list[str]:
+        text = self.message
+        if self.hint:
+            text += f" (hint: {self.hint})"
+        return [text]
+
+
+class UsageError(TunekitError):
+    exit_code = 2
+
+
+@dataclass
+class Problem:
+    """One thing wrong with a config: where (dotted key, file line) and what."""
+
+    path: str
+    message: str
+    line: int | None = None
+    hint: str | None = None
+
+    def render(self, source: str | None) -> str:
+        where = source or "<config>"
+        if self.line is not None:
+            where += f":{self.line}"
+        key = f" {self.path}:" if self.path else ""
+        text = f"{where}:{key} {self.message}"
+        if self.hint:
+            text += f" (hint: {self.hint})"
+        return text
+
+
+class ConfigError(TunekitError):
+    """An invalid config: carries every problem found, so the user fixes them all in one go."""
+
+    exit_code = 3
+
+    def __init__(self, problems: list[Problem], source: str | None = None):
+        self.problems = problems
+        self.source = source
+        super().__init__("; ".join(p.render(source) for p in problems))
+
+    def lines(self) -> list[str]:
+        return [p.render(self.source) for p in self.problems]
+
+
+class DataError(TunekitError):
+    """Invalid data or environment: missing file, bad labels, device not available."""
+
+    exit_code = 4
+
+
+class StateError(TunekitError):
+    """Study or storage problem: corrupt/locked study, changed search space, nothing to train."""
+
+    exit_code = 5
+
+
+class AllTrialsFailed(TunekitError):
+    exit_code = 6

@@ -1,0 +1,113 @@
+"""Turning summaries into text: rich tables for people, JSON/CSV/markdown for pipelines. Torch-free."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value)
+
+
+def short_names(keys: list[str]) -> dict[str, str]:
+    """'optimizer.lr' -> 'lr' where the last part is unique, so tables fit a terminal."""
+    tails = [k.rsplit(".", 1)[-1] for k in keys]
+    return {k: (t if tails.count(t) == 1 else k) for k, t in zip(keys, tails)}
+
+
+def _ranked(summary: dict) -> list[dict]:
+    done = [t for t in summary["trials"] if t["state"] == "COMPLETE" and isinstance(t["value"], (int, float))]
+    return sorted(done, key=lambda t: t["value"], reverse=summary["direction"] == "maximize")
+
+
+def report_table(summary: dict, console: Console, top: int = 10) -> None:
+    s = summary
+    states = ", ".join(f"{n} {k.lower()}" for k, n in s["states"].items() if n)
+    console.print(f"[bold]{s['study']}[/]  {s['n_trials']} trials ({states or 'none'})  {s['direction']} {s['metric']}")
+    if s.get("reasons"):
+        console.print("failures: " + ", ".join(f"{r} x{n}" for r, n in s["reasons"].items()))
+    best = s.get("best")
+    if best:
+        console.print(f"best: trial #{best['number']}  {s['metric']} = {best['value']:.4f}")
+        for k, v in best["params"].items():
+            console.print(f"  {k} = {_fmt(v)}")
+    ranked = _ranked(s)[:top]
+    if ranked:
+        keys = sorted({k for t in ranked for k in t["params"]})
+        short = short_names(keys)
+        table = Table(title=f"top {len(ranked)} trials", show_edge=False)
+        for col in ["#", s["metric"], "epoch", "time_s"]:
+            table.add_column(col, justify="right", no_wrap=True)
+        for k in keys:
+            table.add_column(short[k], no_wrap=True)
+        for t in ranked:
+            table.add_row(str(t["number"]), _fmt(t["value"]), _fmt(t.get("best_epoch")), _fmt(t["duration_s"]),
+                          *(_fmt(t["params"].get(k)) for k in keys))
+        console.print(table)
+    if s.get("importance"):
+        console.print("parameter importance (share of the metric's variance):")
+        width = max(len(k) for k in s["importance"])
+        for k, v in s["importance"].items():
+            console.print(f"  {k:<{width}}  {'█' * max(1, round(v * 30)):<30} {v:.2f}")
+
+
+def report_json(summary: dict) -> str:
+    return json.dumps(summary, indent=2, default=str)
+
+
+def report_csv(summary: dict) -> str:
+    keys = sorted({k for t in summary["trials"] for k in t["params"]})
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["number", "state", "value", "reason", "duration_s", *keys])
+    for t in summary["trials"]:
+        writer.writerow([t["number"], t["state"], "" if t["value"] is None else t["value"], t["reason"] or "",
+                         "" if t["duration_s"] is None else t["duration_s"], *(_csv_value(t["params"].get(k)) for k in keys)])
+    return out.getvalue()
+
+
+def _csv_value(v: Any) -> str:
+    return "" if v is None else str(v)
+
+
+def report_markdown(summary: dict, top: int = 10) -> str:
+    s = summary
+    lines = [f"## Study `{s['study']}`", "",
+             f"{s['n_trials']} trials: " + ", ".join(f"{n} {k.lower()}" for k, n in s["states"].items() if n)
+             + f"; {s['direction']} `{s['metric']}`.", ""]
+    if s.get("best"):
+        lines += [f"**Best:** trial #{s['best']['number']}, {s['metric']} = {s['best']['value']:.4f}", ""]
+    ranked = _ranked(s)[:top]
+    if ranked:
+        keys = sorted({k for t in ranked for k in t["params"]})
+        lines.append("| # | " + s["metric"] + " | " + " | ".join(keys) + " |")
+        lines.append("|---|---|" + "---|" * len(keys))
+        for t in ranked:
+            lines.append(f"| {t['number']} | {_fmt(t['value'])} | " + " | ".join(_fmt(t["params"].get(k)) for k in keys) + " |")
+        lines.append("")
+    if s.get("importance"):
+        lines += ["| parameter | importance |", "|---|---|"] + [f"| {k} | {v:.2f} |" for k, v in s["importance"].items()] + [""]
+    return "\n".join(lines)
+
+
+def train_table(result: dict, console: Console) -> None:
+    console.print(f"trained {result['epochs']} epochs on {result['device']} in {result['duration_s']:.1f}s (best epoch {result.get('best_epoch')})")
+    table = Table(show_edge=False)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in result["metrics"].items():
+        table.add_row(k, f"{v:.4f}")
+    console.print(table)
+    console.print(f"checkpoint: {result['checkpoint']}")

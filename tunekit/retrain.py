@@ -1,0 +1,103 @@
+"""`tunekit train`: train one concrete config to the end, test it, and save the model.
+
+`train --best` retrains the best trial of a study with that trial's own seed, so the result
+reproduces what the search saw, then evaluates the held-out test split once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from tunekit.config.load import validate_document
+from tunekit.config.sections import Config
+from tunekit.config.yaml_io import dump_yaml, parse_yaml
+from tunekit.errors import ConfigError, StateError
+from tunekit.runs import StudyDir, write_atomic, write_json, write_text
+
+
+@contextlib.contextmanager
+def exclusive(lock_path: Path):
+    """Serialize writers of one output folder (two `train --best` at once wait for each other)."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def save_checkpoint(path: Path, model, config: Config, split, metrics: dict) -> None:
+    """model.pt: weights plus plain-Python metadata, loadable with torch.load(weights_only=True)."""
+    import torch
+
+    payload = {
+        "state_dict": model.state_dict(),
+        "config": config.raw,
+        "input_shape": list(split.input_shape),
+        "n_classes": split.n_classes,
+        "task": split.task,
+        "metrics": {k: float(v) for k, v in metrics.items()},
+    }
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)  # serialize fully first: a failure cannot leave a truncated file
+    write_atomic(path, lambda f: f.write(buffer.getvalue()), binary=True)
+
+
+def train_config(config: Config, out_dir: Path, *, seed: int, epochs: int | None = None, device: str | None = None,
+                 log: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
+    """Train, restore the best epoch, test once, and write model.pt, metrics.json, history.jsonl."""
+    from tunekit.build import build_run, check_buildable, resolve_device
+    from tunekit.trainer import evaluate, fit
+
+    config = check_buildable(config)
+    started = time.perf_counter()
+    run = build_run(config, resolve_device(device or config.train.device), seed)
+    monitor, direction = config.study.metric, config.study.direction
+
+    def on_epoch(record) -> None:
+        m = record.metrics
+        log(f"epoch {record.epoch:>3}  train_loss={m['train_loss']:.4f}  {monitor}={m.get(monitor, float('nan')):.4f}  lr={m['lr']:.3g}")
+
+    result = fit(run, seed=seed, monitor=monitor, direction=direction, on_epoch=on_epoch, epochs=epochs)
+    test = evaluate(run, run.split.X_test, run.split.y_test, "test")
+    metrics = {**{k: v for k, v in result.best.items() if k.startswith("val_")}, **test}
+    with exclusive(out_dir / ".lock"):
+        save_checkpoint(out_dir / "model.pt", run.model, config, run.split, metrics)
+        history = "".join(__import__("json").dumps(r.to_json()) + "\n" for r in result.history)
+        write_text(out_dir / "history.jsonl", history)
+        summary = {
+            "config": config.raw,
+            "device": str(run.device),
+            "epochs": len(result.history),
+            "best_epoch": result.best_epoch,
+            "metrics": metrics,
+            "checkpoint": str(out_dir / "model.pt"),
+            "duration_s": round(time.perf_counter() - started, 3),
+        }
+        write_json(out_dir / "metrics.json", summary)
+    return summary
+
+
+def best_config(study_dir: StudyDir, storage_url: str | None = None) -> tuple[Config, int]:
+    """The best trial's config and number: from best.yaml, regenerated from the study if it is missing or corrupt."""
+    from tunekit.study.search import _write_best
+    from tunekit.study.storage import load_study
+
+    study = load_study(study_dir, storage_url)
+    try:
+        best = study.best_trial
+    except ValueError:
+        raise StateError(f"study '{study_dir.name}' has no completed trial yet: nothing to train",
+                         "run `tunekit search` until a trial completes") from None
+    try:
+        config = validate_document(parse_yaml(study_dir.best_yaml.read_text(encoding="utf-8"), str(study_dir.best_yaml)))
+    except (OSError, UnicodeDecodeError, ConfigError):
+        _write_best(study, study_dir)  # best.yaml is derived data: rebuild it from the study itself
+        config = validate_document(parse_yaml(dump_yaml(best.user_attrs["config"]), str(study_dir.best_yaml)))
+    return config, best.number

@@ -1,0 +1,114 @@
+"""The runs directory: where a study's files live, and how they are written.
+
+Every file is written atomically (temp file in the same folder, fsync, rename), so a crash or
+a full disk leaves the previous version intact instead of half a file. Torch-free.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from tunekit.errors import StateError, UsageError
+
+STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+JOURNAL = "optuna.journal"
+
+
+def check_study_name(name: str) -> str:
+    if not isinstance(name, str) or not STUDY_NAME.fullmatch(name) or ".." in name:
+        raise UsageError(
+            f"invalid study name {name!r}",
+            "use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit (no '/', no '..')",
+        )
+    return name
+
+
+class StudyDir:
+    """Paths of one study's folder, `runs/<study>/` (SPEC §3)."""
+
+    def __init__(self, runs: str | os.PathLike, study: str):
+        self.runs = Path(runs)
+        self.name = check_study_name(study)
+        self.path = self.runs / self.name
+        # The name is already confined, but a symlinked study folder could still point elsewhere.
+        if self.path.is_symlink():
+            raise StateError(f"{self.path} is a symbolic link; tunekit does not write through links", "remove the link")
+
+    config = property(lambda self: self.path / "config.yaml")
+    journal = property(lambda self: self.path / JOURNAL)
+    best_yaml = property(lambda self: self.path / "best.yaml")
+    best_dir = property(lambda self: self.path / "best")
+    lock = property(lambda self: self.path / ".lock")
+
+    def trial_dir(self, number: int) -> Path:
+        return self.path / "trials" / f"{number:05d}"
+
+    def exists(self) -> bool:
+        return self.journal.exists()
+
+
+def write_atomic(path: Path, write: Callable[[Any], None], binary: bool = False) -> None:
+    """Write via `write(fileobj)` to a temp file beside `path`, fsync, then rename over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with _suppress():
+            os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise StateError(f"disk full while writing {path}; the previous version is intact", "free some space and rerun") from None
+        raise
+
+
+class _suppress:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return True
+
+
+def write_text(path: Path, text: str) -> None:
+    write_atomic(path, lambda f: f.write(text))
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_text(path, json.dumps(data, indent=2, default=_plain) + "\n")
+
+
+def _plain(value: Any) -> Any:
+    # numpy scalars and similar: anything with .item() becomes a plain Python number.
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record, default=_plain) + "\n")
+
+
+def list_studies(runs: str | os.PathLike) -> list[Path]:
+    root = Path(runs)
+    if not root.is_dir():
+        return []
+    return sorted((p for p in root.iterdir() if (p / JOURNAL).is_file()), key=lambda p: (p / JOURNAL).stat().st_mtime)
+
+
+def most_recent_study(runs: str | os.PathLike) -> str:
+    studies = list_studies(runs)
+    if not studies:
+        raise StateError(f"no study found under {runs}/", "run `tunekit search CONFIG` first, or pass --runs")
+    return studies[-1].name

@@ -1,0 +1,332 @@
+"""`tunekit search`: run (or resume) an Optuna study whose trials train real models.
+
+Flow per trial: sample params -> concrete trial config -> build -> fit (epoch callback reports to
+Optuna and may prune) -> tell the outcome. Every trial's config and metrics land under
+runs/<study>/trials/NNNNN/, and best.yaml follows the best completed trial.
+
+Failure policy: a trial that diverges or raises is told FAIL with a reason and the study goes
+on. Ctrl-C / SIGTERM fail the running trial with reason `interrupted`, queue its params to be
+retried, and propagate so the CLI can exit 130/143 with a resume command.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from tunekit import metrics
+from tunekit.config.load import apply_params
+from tunekit.config.sections import Config, check_sections
+from tunekit.config.yaml_io import dump_yaml
+from tunekit.errors import AllTrialsFailed, StateError
+from tunekit.runs import StudyDir, append_jsonl, write_text
+from tunekit.space import SearchSpace
+from tunekit.study.storage import describe_storage, open_storage
+from tunekit.study.summary import summarize
+
+# Keys whose change between runs does not change what a trial means.
+_FREE_TO_CHANGE = {"name", "study.trials", "train.device", "train.threads"}
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so the running trial is closed properly (Python's default dies silently)."""
+
+
+@dataclass
+class SearchOptions:
+    runs: Path = Path("runs")
+    study: str | None = None
+    trials: int | None = None
+    timeout_s: float | None = None
+    storage: str | None = None
+    device: str | None = None
+    fresh: bool = False
+    repair: bool = False
+    config_name: str | None = None  # the file stem, the last fallback for the study name
+    log: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr))
+
+
+def trial_seed(study_seed: int, number: int) -> int:
+    """Each trial's seed follows from the study seed and its number, whichever worker runs it."""
+    return (study_seed * 1_000_003 + number * 7919) % (2**31 - 1)
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        out = {}
+        for k, v in data.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: data}
+
+
+def _differences(old: dict, new: dict, skip: set[str] = frozenset()) -> list[str]:
+    a, b = _flatten(old), _flatten(new)
+    lines = []
+    for key in sorted(set(a) | set(b)):
+        if key in skip or any(key.startswith(s + ".") for s in skip):
+            continue
+        if key not in b:
+            lines.append(f"- {key}: {json.dumps(a[key])}")
+        elif key not in a:
+            lines.append(f"+ {key}: {json.dumps(b[key])}")
+        elif a[key] != b[key]:
+            lines.append(f"~ {key}: {json.dumps(a[key])} -> {json.dumps(b[key])}")
+    return lines
+
+
+def study_name_for(config: Config, opts: SearchOptions) -> str:
+    return opts.study or config.name or opts.config_name or "study"
+
+
+def _archive(study_dir: StudyDir) -> Path | None:
+    """`--fresh`: move the old study aside (never delete a user's results)."""
+    if not study_dir.path.exists():
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    archive = study_dir.path / "archive" / stamp
+    archive.mkdir(parents=True)
+    for child in list(study_dir.path.iterdir()):
+        if child.name != "archive":
+            shutil.move(str(child), archive / child.name)
+    return archive
+
+
+def _open_study(config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOptions):
+    import optuna
+
+    from tunekit.study.components import PRUNERS, SAMPLERS
+
+    storage = open_storage(study_dir, opts.storage, opts.repair)
+    sampler_args = {"seed": config.seed, **config.sampler.args}
+    try:
+        sampler = SAMPLERS.get(config.sampler.name)(space, **sampler_args)
+        pruner = PRUNERS.get(config.pruner.name)(**config.pruner.args)
+    except ValueError as exc:
+        from tunekit.errors import ConfigError, Problem
+
+        raise ConfigError([Problem("study", str(exc))], config.source) from None
+    study = optuna.create_study(study_name=study_dir.name, storage=storage, sampler=sampler, pruner=pruner,
+                                direction=config.study.direction, load_if_exists=True)
+    base = {k: v for k, v in config.raw.items() if k != "search"}
+    old_space = study.user_attrs.get("tunekit.space")
+    if old_space is not None:
+        changed = _differences(old_space, space.fingerprint())
+        if changed:
+            raise StateError("the search space differs from the one this study was run with:\n  " + "\n  ".join(changed),
+                             "rerun with --fresh to start a new study (the old one is archived), or --study NEW_NAME")
+        changed = _differences(study.user_attrs.get("tunekit.base", {}), base, _FREE_TO_CHANGE)
+        if changed:
+            raise StateError("the config differs from the one this study was run with:\n  " + "\n  ".join(changed),
+                             "rerun with --fresh to start a new study (the old one is archived), or --study NEW_NAME")
+        if study.direction.name.lower() != config.study.direction:
+            raise StateError(f"this study was run to {study.direction.name.lower()} its metric", "use --fresh or another --study")
+    else:
+        study.set_user_attr("tunekit.space", space.fingerprint())
+        study.set_user_attr("tunekit.base", base)
+        study.set_user_attr("tunekit.metric", config.study.metric)
+        from tunekit import __version__
+
+        study.set_user_attr("tunekit.version", __version__)
+    if not study.get_trials(deepcopy=False):
+        study.enqueue_trial(space.baseline(config.raw), user_attrs={"baseline": True})  # trial 0: the config as written
+    return study
+
+
+def _counted(trial) -> bool:
+    """Trials that count toward --trials: everything but queued ones and interrupted ones (those are retried)."""
+    import optuna
+
+    if trial.state == optuna.trial.TrialState.WAITING:
+        return False
+    return not (trial.state == optuna.trial.TrialState.FAIL and trial.user_attrs.get("reason") == "interrupted")
+
+
+class _Pruned(Exception):
+    pass
+
+
+def _run_trial(trial, config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOptions) -> tuple[str, Any]:
+    """Train one trial. Returns (state name, value or reason). KeyboardInterrupt propagates."""
+    import optuna
+
+    from tunekit.build import build_run, resolve_device
+    from tunekit.trainer import Diverged, fit
+
+    started = time.perf_counter()
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    values = space.sample(trial)
+    raw = apply_params(config.raw, values)
+    trial_config, problems = check_sections(raw)
+    trial_dir = study_dir.trial_dir(trial.number)
+    write_text(trial_dir / "config.yaml", dump_yaml(raw))
+    trial.set_user_attr("config", raw)
+    if problems:  # the space was checked at its corners; an interior combination can still be invalid
+        return _fail(trial, "error", "; ".join(p.render(None) for p in problems), started)
+
+    seed = trial_seed(config.seed, trial.number)
+    monitor, direction = config.study.metric, config.study.direction
+    metrics_path = trial_dir / "metrics.jsonl"
+
+    def on_epoch(record) -> None:
+        append_jsonl(metrics_path, record.to_json())
+        value = record.metrics.get(monitor)
+        if value is not None and math.isfinite(value):
+            trial.report(value, record.epoch)
+            if trial.should_prune():
+                raise _Pruned(record.epoch)
+
+    try:
+        device = resolve_device(opts.device or trial_config.train.device)
+        run = build_run(trial_config, device, seed)
+        result = fit(run, seed=seed, monitor=monitor, direction=direction, on_epoch=on_epoch)
+    except _Pruned as pruned:
+        trial.set_user_attr("duration_s", round(time.perf_counter() - started, 3))
+        trial.set_user_attr("pruned_at_epoch", pruned.args[0])
+        return "PRUNED", None
+    except Diverged as exc:
+        return _fail(trial, exc.reason, str(exc), started)
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:
+        reason = "oom" if "out of memory" in str(exc).lower() else "error"
+        detail = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        if os.environ.get("TUNEKIT_DEBUG"):
+            traceback.print_exc()
+        return _fail(trial, reason, detail, started)
+
+    value = result.best.get(monitor)
+    if value is None or not math.isfinite(value):
+        return _fail(trial, "nonfinite_loss", f"{monitor} is {value}", started)  # Optuna would COMPLETE +inf
+    trial.set_user_attr("duration_s", round(time.perf_counter() - started, 3))
+    trial.set_user_attr("best_epoch", result.best_epoch)
+    trial.set_user_attr("epochs_run", len(result.history))
+    trial.set_user_attr("metrics", {k: float(v) for k, v in result.best.items()})
+    return "COMPLETE", float(value)
+
+
+def _fail(trial, reason: str, detail: str, started: float) -> tuple[str, str]:
+    trial.set_user_attr("reason", reason)
+    trial.set_user_attr("error", detail[:500])
+    trial.set_user_attr("duration_s", round(time.perf_counter() - started, 3))
+    return "FAIL", reason
+
+
+def _write_best(study, study_dir: StudyDir) -> None:
+    try:
+        best = study.best_trial
+    except ValueError:
+        return
+    raw = best.user_attrs.get("config")
+    if raw is not None:
+        header = f"# best trial #{best.number} of study '{study.study_name}': {study.user_attrs.get('tunekit.metric')} = {best.value:.6g}\n"
+        write_text(study_dir.best_yaml, header + dump_yaml(raw))
+
+
+def _progress_line(done: int, target: int, trial, state: str, outcome: Any, study, metric: str, duration: float, params: dict) -> str:
+    shown = " ".join(f"{k}={_short(v)}" for k, v in params.items())
+    if state == "COMPLETE":
+        what = f"{metric}={outcome:.4f}"
+    elif state == "FAIL":
+        what = f"reason={outcome}"
+    else:
+        what = f"pruned at epoch {trial.user_attrs.get('pruned_at_epoch', '?')}"
+    try:
+        best = study.best_trial
+        best_text = f"best={best.value:.4f} (#{best.number})"
+    except ValueError:
+        best_text = "best=-"
+    return f"[{done:>{len(str(target))}}/{target}] trial {trial.number:<4} {state:<8} {what:<24} {best_text}  {duration:5.1f}s  {shown}"
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    return json.dumps(v) if isinstance(v, (list, dict)) else str(v)
+
+
+def run_search(config: Config, opts: SearchOptions) -> dict[str, Any]:
+    """Run the study to its trial target (or timeout). Returns the SPEC §6 summary."""
+    import optuna
+
+    from tunekit.build import check_buildable
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study_dir = StudyDir(opts.runs, study_name_for(config, opts))
+    # Everything is checked before the first byte is written under runs/.
+    config = check_buildable(config)
+    space, problems = SearchSpace.parse(config)
+    if problems:
+        from tunekit.errors import ConfigError
+
+        raise ConfigError(problems, config.source)
+
+    if opts.fresh:
+        archived = _archive(study_dir)
+        if archived:
+            opts.log(f"archived the previous study to {archived}")
+    study = _open_study(config, space, study_dir, opts)
+    if not study_dir.config.exists():
+        write_text(study_dir.config, dump_yaml(config.raw))
+
+    target = opts.trials or config.study.trials
+    deadline = time.monotonic() + opts.timeout_s if opts.timeout_s else None
+    previous_term = signal.signal(signal.SIGTERM, _raise_terminated) if _main_thread() else None
+    opts.log(f"study '{study_dir.name}' in {describe_storage(study_dir, opts.storage)}: "
+             f"{sum(map(_counted, study.get_trials(deepcopy=False)))}/{target} trials done, "
+             f"{'maximize' if config.study.direction == 'maximize' else 'minimize'} {config.study.metric}")
+    try:
+        while True:
+            done = sum(map(_counted, study.get_trials(deepcopy=False)))
+            if done >= target:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                opts.log(f"timeout reached after {done} trials; rerun the same command to continue")
+                break
+            trial = study.ask()
+            started = time.perf_counter()
+            try:
+                state, outcome = _run_trial(trial, config, space, study_dir, opts)
+            except KeyboardInterrupt:
+                trial.set_user_attr("reason", "interrupted")
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
+                raise
+            if state == "COMPLETE":
+                study.tell(trial, outcome)
+                _write_best(study, study_dir)
+            else:
+                study.tell(trial, state=getattr(optuna.trial.TrialState, state))
+            opts.log(_progress_line(done + 1, target, trial, state, outcome, study, config.study.metric,
+                                    time.perf_counter() - started, space.values_from(trial.params)))
+    finally:
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
+
+    _write_best(study, study_dir)
+    summary = summarize(study, describe_storage(study_dir, opts.storage))
+    states = summary["states"]
+    if states["COMPLETE"] == 0 and states["FAIL"] > 0 and states["PRUNED"] == 0:
+        top = ", ".join(f"{r} x{n}" for r, n in summary["reasons"].items())
+        raise AllTrialsFailed(f"every trial failed ({top})", "see runs/<study>/trials/*/ and `tunekit report`; lower the learning rate or fix the config")
+    return summary
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()

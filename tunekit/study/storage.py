@@ -1,0 +1,82 @@
+"""Opening a study's storage: the journal file under runs/<study>/ by default, or a database URL.
+
+Torch-free: `tunekit report` and `tunekit list` use this.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+from tunekit.errors import StateError
+from tunekit.runs import StudyDir
+
+
+def journal_is_torn(path: Path) -> bool:
+    """A crash mid-append leaves a last line without its newline; Optuna would then lose every later append."""
+    if not path.exists() or path.stat().st_size == 0:
+        return False
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) != b"\n"
+
+
+def repair_journal(path: Path) -> Path:
+    """Back the journal up, then cut its torn last line. Returns the backup's path."""
+    backup = path.with_name(f"{path.name}.{time.strftime('%Y%m%d-%H%M%S')}.bak")
+    shutil.copy2(path, backup)
+    data = path.read_bytes()
+    keep = data[: data.rfind(b"\n") + 1]
+    with open(path, "r+b") as f:
+        f.truncate(len(keep))
+        f.flush()
+        os.fsync(f.fileno())
+    return backup
+
+
+def open_storage(study_dir: StudyDir, url: str | None = None, repair: bool = False):
+    """The Optuna storage for a study: `url` when given, else runs/<study>/optuna.journal."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    if url:
+        try:
+            return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120)
+        except Exception as exc:  # driver missing, server down, bad URL: all environment problems
+            from tunekit.errors import DataError
+
+            raise DataError(f"cannot open storage {url.split('@')[-1]}: {str(exc).splitlines()[0]}",
+                            "check the URL and that the database driver is installed (pip install 'tunekit[postgres]')") from None
+    journal = study_dir.journal
+    if journal_is_torn(journal):
+        if not repair:
+            raise StateError(f"{journal} ends in a torn line (a crash mid-write); new trials would be lost",
+                             "rerun with --repair to back it up and cut the partial line")
+        backup = repair_journal(journal)
+        import sys
+
+        print(f"repaired {journal} (backup: {backup.name})", file=sys.stderr)
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return JournalStorage(JournalFileBackend(str(journal)))
+    except Exception as exc:
+        raise StateError(f"cannot open study journal {journal}: {exc}") from None
+
+
+def describe_storage(study_dir: StudyDir, url: str | None) -> str:
+    return url.split("@")[-1] if url else str(study_dir.journal)
+
+
+def load_study(study_dir: StudyDir, url: str | None = None):
+    """Load an existing study for reading (report, train --best)."""
+    import optuna
+
+    if not url and not study_dir.exists():
+        raise StateError(f"no study '{study_dir.name}' under {study_dir.runs}/", "run `tunekit search` first, or check --runs / --study")
+    storage = open_storage(study_dir, url)
+    try:
+        return optuna.load_study(study_name=study_dir.name, storage=storage)
+    except KeyError:
+        raise StateError(f"storage holds no study named '{study_dir.name}'") from None

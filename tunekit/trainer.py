@@ -1,0 +1,213 @@
+"""The training loop. It knows nothing about Optuna: it calls `on_epoch` after every epoch,
+and whatever that callback raises (a pruning signal, say) ends the run.
+
+Speed matters because a study runs this hundreds of times: the data already sits on the device
+as tensors, batches are slices of a random permutation (no DataLoader), the running loss is
+summed on the device, and the host reads numbers back once per epoch, not once per step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from tunekit.build import Run, copy_state, steps_per_epoch
+from tunekit.metrics import better
+
+EVAL_CHUNK = 8192
+
+
+class Diverged(Exception):
+    """Training went numerically wrong; `reason` is one of SPEC's diagnostic reasons."""
+
+    def __init__(self, reason: str, epoch: int, detail: str):
+        super().__init__(f"{reason} at epoch {epoch}: {detail}")
+        self.reason, self.epoch, self.detail = reason, epoch, detail
+
+
+@dataclass
+class Diagnostics:
+    """Thresholds for calling a run diverged. Gradient norms are read at each epoch's last step."""
+
+    vanishing_ratio: float = 1e-5  # first-layer / last-layer gradient norm below this ...
+    vanishing_epochs: int = 3  # ... for this many epochs in a row (or all epochs, if fewer)
+    exploding_norm: float = 1e4  # global gradient norm above this
+    enabled: bool = True
+
+
+@dataclass
+class EpochRecord:
+    epoch: int  # 1-based
+    metrics: dict[str, float]
+    layer_grad_norms: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"epoch": self.epoch, **self.metrics, "layer_grad_norms": self.layer_grad_norms}
+
+
+@dataclass
+class FitResult:
+    history: list[EpochRecord]
+    best_epoch: int
+    best: dict[str, float]  # the monitored epoch's metrics
+    stopped_early: bool
+
+
+def layer_of(param_name: str) -> str:
+    """'blocks.0.linear.weight' -> 'blocks.0'; 'head.bias' -> 'head': the unit a user freezes or inspects."""
+    parts = param_name.split(".")
+    return ".".join(parts[:2]) if len(parts) > 2 and parts[1].isdigit() else parts[0]
+
+
+def _layer_grad_norms(model: nn.Module) -> dict[str, torch.Tensor]:
+    squares: dict[str, torch.Tensor] = {}
+    for name, p in model.named_parameters():
+        if p.grad is not None:
+            layer = layer_of(name)
+            sq = p.grad.detach().float().pow(2).sum()
+            squares[layer] = squares[layer] + sq if layer in squares else sq
+    return squares
+
+
+def evaluate(run: Run, X: torch.Tensor, y: torch.Tensor, prefix: str) -> dict[str, float]:
+    """Loss and task metrics on (X, y) in large batches, without building a graph."""
+    model, split = run.model, run.split
+    if len(X) == 0:
+        return {}
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        out = torch.cat([model(X[i : i + EVAL_CHUNK]) for i in range(0, len(X), EVAL_CHUNK)]).float()
+        result = {f"{prefix}_loss": float(run.loss_fn(out, y))}
+        if split.task == "classification":
+            result[f"{prefix}_accuracy"] = float((run.predict(out) == y).float().mean())
+        else:
+            err = (out - y) * split.y_scale
+            result[f"{prefix}_rmse"] = float(err.pow(2).mean().sqrt())
+            result[f"{prefix}_mae"] = float(err.abs().mean())
+            var = (y - y.mean()).pow(2).mean() * split.y_scale**2
+            result[f"{prefix}_r2"] = float(1 - err.pow(2).mean() / var) if var > 0 else 0.0
+    model.train(was_training)
+    return result
+
+
+def _autocast(run: Run):
+    precision = run.config.train.precision
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(run.device.type, dtype=dtype)
+
+
+def fit(
+    run: Run,
+    *,
+    seed: int,
+    monitor: str,
+    direction: str,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+    diagnostics: Diagnostics | None = None,
+    epochs: int | None = None,
+) -> FitResult:
+    """Train `run.model` on the training split; return per-epoch history and the best epoch.
+
+    The model ends holding the weights of its best epoch by `monitor` (what a user would deploy).
+    """
+    cfg = run.config.train
+    diagnostics = diagnostics or Diagnostics()
+    epochs = epochs or cfg.epochs
+    model, opt, split = run.model, run.optimizer, run.split
+    X, y = split.X_train, split.y_train
+    n = len(X)
+    bs = n if cfg.batch_size == "full" else min(cfg.batch_size, n)
+    n_steps = steps_per_epoch(n, cfg.batch_size)
+    clip = cfg.clip
+    scaler = torch.amp.GradScaler(run.device.type) if cfg.precision == "fp16" and run.device.type == "cuda" else None
+    forward = torch.compile(model) if cfg.compile else model
+    generator = torch.Generator(device=run.device).manual_seed(seed)
+    stopping = cfg.early_stopping
+    stop_metric = (stopping.metric if stopping and stopping.metric else monitor)
+    stop_direction = direction if stop_metric == monitor else ("maximize" if stop_metric.endswith(("accuracy", "r2")) else "minimize")
+
+    history: list[EpochRecord] = []
+    best_value, best_epoch, best_state, best_metrics = None, 0, None, {}
+    stop_best, stale, vanishing_streak = None, 0, 0
+    model.train()
+    for epoch in range(1, epochs + 1):
+        started = time.perf_counter()
+        perm = torch.randperm(n, device=run.device, generator=generator)
+        loss_sum = torch.zeros((), device=run.device)
+        grad_norm = torch.zeros((), device=run.device)
+        for step in range(n_steps):
+            idx = perm[step * bs : (step + 1) * bs] if step < n_steps - 1 else perm[step * bs :]
+            xb, yb = X[idx], y[idx]
+            with _autocast(run):
+                loss = run.loss_fn(forward(xb).float(), yb)
+            opt.zero_grad(set_to_none=True)
+            if scaler:
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
+            else:
+                loss.backward()
+            if clip and clip.norm:
+                grad_norm = nn.utils.clip_grad_norm_(model.parameters(), clip.norm)
+            elif clip and clip.value:
+                nn.utils.clip_grad_value_(model.parameters(), clip.value)
+            if step == n_steps - 1:
+                layer_norms = _layer_grad_norms(model)  # before the step: what this epoch's last batch produced
+            if scaler:
+                scaler.step(opt)
+                scaler.update()
+            else:
+                opt.step()
+            run.schedule.after_step()
+            loss_sum += loss.detach() * len(idx)
+
+        # One host sync per epoch: everything above stayed on the device.
+        train_loss = float(loss_sum) / n
+        norms = {k: math.sqrt(float(v)) for k, v in layer_norms.items()}
+        global_norm = math.sqrt(sum(v * v for v in norms.values()))
+        lr = run.schedule.lr
+        record = EpochRecord(epoch, {"train_loss": train_loss, **evaluate(run, split.X_val, split.y_val, "val"),
+                                     "lr": lr, "grad_norm": global_norm, "epoch_time": time.perf_counter() - started}, norms)
+        run.schedule.after_epoch(record.metrics.get("val_loss", train_loss))
+        history.append(record)
+
+        if not math.isfinite(train_loss) or not math.isfinite(record.metrics.get("val_loss", 0.0)):
+            raise Diverged("nonfinite_loss", epoch, f"train loss {train_loss}")
+        if diagnostics.enabled:
+            if not math.isfinite(global_norm) or global_norm > diagnostics.exploding_norm:
+                raise Diverged("exploding_gradients", epoch, f"gradient norm {global_norm:.3g} > {diagnostics.exploding_norm:g}")
+            layers = list(norms.values())
+            if len(layers) >= 3:
+                ratio = layers[0] / layers[-1] if layers[-1] > 0 else 1.0
+                vanishing_streak = vanishing_streak + 1 if ratio < diagnostics.vanishing_ratio else 0
+                if vanishing_streak >= min(diagnostics.vanishing_epochs, epochs):
+                    raise Diverged("vanishing_gradients", epoch, f"first/last layer gradient norm ratio {ratio:.2e} < {diagnostics.vanishing_ratio:g}")
+
+        value = record.metrics.get(monitor, train_loss)
+        if best_value is None or better(value, best_value, direction):
+            best_value, best_epoch, best_metrics = value, epoch, dict(record.metrics)
+            best_state = copy_state(model)
+
+        if on_epoch is not None:
+            on_epoch(record)
+
+        if stopping:
+            current = record.metrics.get(stop_metric, train_loss)
+            if stop_best is None or better(current, stop_best, stop_direction, stopping.min_delta):
+                stop_best, stale = current, 0
+            else:
+                stale += 1
+                if stale >= stopping.patience:
+                    break
+
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return FitResult(history, best_epoch, best_metrics, stopped_early=len(history) < epochs)
