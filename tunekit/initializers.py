@@ -128,6 +128,9 @@ def apply_init(model: nn.Module, weight: str, weight_args: dict, bias: str, bias
                     # parametrization split it into direction and magnitude.
                     w = torch.empty_like(module.weight)
                     weight_fn(w, nonlinearity, **weight_args)
+                    if (w.flatten(1).norm(dim=1) == 0).any():
+                        raise ValueError(f"init '{weight}' gives all-zero weight rows, which weight normalization "
+                                         "cannot divide by; use another init or model.weight_norm: false")
                     module.weight = w
                 else:
                     weight_fn(module.weight, nonlinearity, **weight_args)

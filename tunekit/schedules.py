@@ -101,7 +101,8 @@ def onecycle(pct_start: float = 0.3, div_factor: float = 25.0, final_div_factor:
         up = max(1.0, pct_start * D)
         if u < up:
             return start + (1 - start) * 0.5 * (1 - math.cos(math.pi * u / up))
-        return end + (1 - end) * 0.5 * (1 + math.cos(math.pi * min(1.0, (u - up) / max(1.0, D - up))))
+        # The last unit (D - 1) lands exactly on the final lr, as torch's OneCycleLR does.
+        return end + (1 - end) * 0.5 * (1 + math.cos(math.pi * min(1.0, (u - up) / max(1.0, D - 1 - up))))
 
     return factor
 

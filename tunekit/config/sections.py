@@ -273,13 +273,14 @@ def _pydantic_problems(prefix: str, exc: ValidationError, raw: Any) -> list[Prob
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:
-    # A union (int | 'full') fails once per member; one message per key reads better.
-    seen, out = set(), []
+    """One message per key. A union (`float | GradClip`) fails once per member: keep the member
+    whose type matched the input (its complaint is about the value), not a bare type mismatch."""
+    by_path: dict[str, Problem] = {}
     for p in problems:
-        if p.path not in seen:
-            seen.add(p.path)
-            out.append(p)
-    return out
+        kept = by_path.get(p.path)
+        if kept is None or (kept.message.startswith("Input should be a valid") and not p.message.startswith("Input should be a valid")):
+            by_path[p.path] = p
+    return list(by_path.values())
 
 
 def check_component(spec: SectionSpec, raw: Any) -> tuple[Component | None, list[Problem]]:

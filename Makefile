@@ -1,0 +1,33 @@
+# Two commands do all set-up:  `make demo` (tune, retrain, report on digits) and `make test`.
+#
+# torch: the CPU wheel by default. On a machine without a local wheel, point pip at PyTorch's
+# CPU index:  make demo TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# Bring your own CUDA build:  make demo TORCH="torch>=2.2"  (or install torch first, then TORCH=)
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
+RUNS ?= runs
+BIN := $(VENV)/bin
+
+.PHONY: install demo test bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(if $(TORCH),$(BIN)/python -m pip install -q "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)))
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+demo: install
+	$(BIN)/tunekit search configs/quickstart.yaml --runs $(RUNS)
+	$(BIN)/tunekit train --best --study quickstart --runs $(RUNS)
+	$(BIN)/tunekit report quickstart --runs $(RUNS)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache
