@@ -121,7 +121,12 @@ def build_model(config: Config, split: Split) -> nn.Module:
 def build_run(config: Config, device: torch.device, seed: int) -> Run:
     split = load_data(config).to(device)
     torch.manual_seed(seed)  # the trial's seed fixes its initialization
-    model = build_model(config, split).to(device)
+    model = build_model(config, split)
+    if config.train.finetune is not None:
+        from tunekit.finetune import apply_finetune  # before the optimizer: frozen params must stay out of it
+
+        apply_finetune(model, config.train.finetune, config.source)
+    model = model.to(device)
     if config.train.batch_size == 1 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         raise ConfigError([Problem("train.batch_size", "batch norm needs batches of 2 or more, got 1", hint="use norm: layer or none with batch_size 1")], config.source)
     opt = config.optimizer
