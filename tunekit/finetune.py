@@ -23,7 +23,10 @@ def load_checkpoint(path: str) -> dict:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise DataError(f"checkpoint not found: {path} (train.finetune.checkpoint)", "run `tunekit train` first, or fix the path") from None
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as exc:
+        if "weights only load failed" not in str(exc).lower():
+            raise DataError(f"checkpoint {path} cannot be loaded safely: it is corrupt or not a checkpoint",
+                            "re-save it with tunekit train") from None
         raise DataError(f"checkpoint {path} holds objects other than tensors and plain data; refusing to unpickle it",
                         "tunekit loads only plain checkpoints (weights_only=True); re-save it with tunekit train") from None
     except (RuntimeError, EOFError, ValueError) as exc:
