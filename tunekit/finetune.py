@@ -24,7 +24,7 @@ def load_checkpoint(path: str) -> dict:
     except FileNotFoundError:
         raise DataError(f"checkpoint not found: {path} (train.finetune.checkpoint)", "run `tunekit train` first, or fix the path") from None
     except pickle.UnpicklingError as exc:
-        if "weights only load failed" not in str(exc).lower():
+        if "unsupported global" not in str(exc).lower():  # torch names the class it refused to import
             raise DataError(f"checkpoint {path} cannot be loaded safely: it is corrupt or not a checkpoint",
                             "re-save it with tunekit train") from None
         raise DataError(f"checkpoint {path} holds objects other than tensors and plain data; refusing to unpickle it",
