@@ -115,6 +115,9 @@ def test_failed_trials_do_not_stop_the_study(cli, write_config, runs):
     assert set(summary["reasons"]) <= {"nonfinite_loss", "exploding_gradients", "vanishing_gradients"}
     failed = [t for t in summary["trials"] if t["state"] == "FAIL"]
     assert all(t["reason"] for t in failed)
+    # The trial's metrics end with the epoch that went wrong and why.
+    last = json.loads((runs / "tiny" / "trials" / f"{failed[0]['number']:05d}" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["stopped"] == failed[0]["reason"] and "grad_norm" in last
 
 
 def test_every_trial_failing_exits_6(cli, write_config, runs):

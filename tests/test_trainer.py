@@ -6,7 +6,7 @@ import torch
 from tunekit.build import build_run, check_buildable, steps_per_epoch
 from tunekit.config.load import validate_document
 from tunekit.config.yaml_io import parse_yaml
-from tunekit.trainer import Diverged, fit
+from tunekit.trainer import Diagnostics, Diverged, fit
 
 
 def make_run(text: str, seed: int = 0):
@@ -105,3 +105,14 @@ def test_gradient_clipping_by_norm_bounds_the_step():
     moved = sum(float((run.model.state_dict()[k] - v).norm() ** 2) for k, v in before.items()) ** 0.5
     steps = steps_per_epoch(len(run.split.X_train), 64)
     assert moved <= 0.1 * 1e-3 * steps + 1e-7  # each update is at most lr x clip norm
+
+
+def test_dead_relu_fraction_is_measured():
+    run, _ = make_run("data: {name: iris}\nmodel: {name: mlp, hidden: [32]}\ninit: {weight: kaiming_normal, bias: constant, bias_value: -100.0}\n"
+                      "optimizer: {name: sgd, lr: 0.0}\ntrain: {epochs: 1}\n")
+    result = fit(run, seed=0, monitor="val_loss", direction="minimize", diagnostics=Diagnostics(enabled=False))
+    assert result.history[0].metrics["dead_relu"] == 1.0  # a -100 bias kills every unit
+    healthy, _ = make_run("data: {name: iris}\nmodel: {name: mlp, hidden: [32]}\ntrain: {epochs: 1}\n")
+    assert fit(healthy, seed=0, monitor="val_loss", direction="minimize").history[0].metrics["dead_relu"] < 0.5
+    tanh, _ = make_run("data: {name: iris}\nmodel: {name: mlp, hidden: [32], activation: tanh}\ntrain: {epochs: 1}\n")
+    assert "dead_relu" not in fit(tanh, seed=0, monitor="val_loss", direction="minimize").history[0].metrics

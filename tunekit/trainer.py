@@ -26,9 +26,9 @@ EVAL_CHUNK = 8192
 class Diverged(Exception):
     """Training went numerically wrong; `reason` is one of SPEC's diagnostic reasons."""
 
-    def __init__(self, reason: str, epoch: int, detail: str):
+    def __init__(self, reason: str, epoch: int, detail: str, record: "EpochRecord | None" = None):
         super().__init__(f"{reason} at epoch {epoch}: {detail}")
-        self.reason, self.epoch, self.detail = reason, epoch, detail
+        self.reason, self.epoch, self.detail, self.record = reason, epoch, detail, record
 
 
 @dataclass
@@ -75,13 +75,38 @@ def _layer_grad_norms(model: nn.Module) -> dict[str, torch.Tensor]:
     return squares
 
 
-def evaluate(run: Run, X: torch.Tensor, y: torch.Tensor, prefix: str) -> dict[str, float]:
-    """Loss and task metrics on (X, y) in large batches, without building a graph."""
+class _ReluWatch:
+    """Forward hooks on every ReLU: which units (features or channels) fire for at least one input."""
+
+    def __init__(self, model: nn.Module):
+        self.alive: dict[int, torch.Tensor] = {}
+        self.handles = [m.register_forward_hook(self._hook) for m in model.modules() if isinstance(m, nn.ReLU)]
+
+    def _hook(self, module, inputs, out):
+        fired = (out > 0).transpose(0, 1).reshape(out.shape[1], -1).any(dim=1)
+        key = id(module)
+        self.alive[key] = self.alive[key] | fired if key in self.alive else fired
+
+    def dead_fraction(self) -> float | None:
+        for h in self.handles:
+            h.remove()
+        if not self.alive:
+            return None
+        units = torch.cat(list(self.alive.values()))
+        return float(1 - units.float().mean())
+
+
+def evaluate(run: Run, X: torch.Tensor, y: torch.Tensor, prefix: str, dead_relu: bool = False) -> dict[str, float]:
+    """Loss and task metrics on (X, y) in large batches, without building a graph.
+
+    With `dead_relu`, also the fraction of ReLU units that output 0 for every input (dead units),
+    measured in the same forward pass."""
     model, split = run.model, run.split
     if len(X) == 0:
         return {}
     was_training = model.training
     model.eval()
+    watch = _ReluWatch(model) if dead_relu else None
     with torch.inference_mode():
         out = torch.cat([model(X[i : i + EVAL_CHUNK]) for i in range(0, len(X), EVAL_CHUNK)]).float()
         result = {f"{prefix}_loss": float(run.loss_fn(out, y))}
@@ -93,6 +118,10 @@ def evaluate(run: Run, X: torch.Tensor, y: torch.Tensor, prefix: str) -> dict[st
             result[f"{prefix}_mae"] = float(err.abs().mean())
             var = (y - y.mean()).pow(2).mean() * split.y_scale**2
             result[f"{prefix}_r2"] = float(1 - err.pow(2).mean() / var) if var > 0 else 0.0
+    if watch is not None:
+        dead = watch.dead_fraction()
+        if dead is not None:
+            result["dead_relu"] = dead
     model.train(was_training)
     return result
 
@@ -174,22 +203,22 @@ def fit(
         norms = {k: math.sqrt(float(v)) for k, v in layer_norms.items()}
         global_norm = math.sqrt(sum(v * v for v in norms.values()))
         lr = run.schedule.lr
-        record = EpochRecord(epoch, {"train_loss": train_loss, **evaluate(run, split.X_val, split.y_val, "val"),
+        record = EpochRecord(epoch, {"train_loss": train_loss, **evaluate(run, split.X_val, split.y_val, "val", dead_relu=True),
                                      "lr": lr, "grad_norm": global_norm, "epoch_time": time.perf_counter() - started}, norms)
         run.schedule.after_epoch(record.metrics.get("val_loss", train_loss))
         history.append(record)
 
         if not math.isfinite(train_loss) or not math.isfinite(record.metrics.get("val_loss", 0.0)):
-            raise Diverged("nonfinite_loss", epoch, f"train loss {train_loss}")
+            raise Diverged("nonfinite_loss", epoch, f"train loss {train_loss}", record)
         if diagnostics.enabled:
             if not math.isfinite(global_norm) or global_norm > diagnostics.exploding_norm:
-                raise Diverged("exploding_gradients", epoch, f"gradient norm {global_norm:.3g} > {diagnostics.exploding_norm:g}")
+                raise Diverged("exploding_gradients", epoch, f"gradient norm {global_norm:.3g} > {diagnostics.exploding_norm:g}", record)
             layers = list(norms.values())
             if len(layers) >= 3:
                 ratio = layers[0] / layers[-1] if layers[-1] > 0 else 1.0
                 vanishing_streak = vanishing_streak + 1 if ratio < diagnostics.vanishing_ratio else 0
                 if vanishing_streak >= min(diagnostics.vanishing_epochs, epochs):
-                    raise Diverged("vanishing_gradients", epoch, f"first/last layer gradient norm ratio {ratio:.2e} < {diagnostics.vanishing_ratio:g}")
+                    raise Diverged("vanishing_gradients", epoch, f"first/last layer gradient norm ratio {ratio:.2e} < {diagnostics.vanishing_ratio:g}", record)
 
         value = record.metrics.get(monitor, train_loss)
         if best_value is None or better(value, best_value, direction):

@@ -195,6 +195,8 @@ def _run_trial(trial, config: Config, space: SearchSpace, study_dir: StudyDir, o
         trial.set_user_attr("pruned_at_epoch", pruned.args[0])
         return "PRUNED", None
     except Diverged as exc:
+        if exc.record is not None:  # the epoch that went wrong, with why, closes the trial's metrics
+            append_jsonl(metrics_path, {**exc.record.to_json(), "stopped": exc.reason})
         return _fail(trial, exc.reason, str(exc), started)
     except KeyboardInterrupt:
         raise
