@@ -16,12 +16,11 @@ from torch import nn
 
 from tunekit import metrics
 from tunekit.config.load import apply_params
-from tunekit.config.sections import Config, check_sections
+from tunekit.config.sections import Config, check_sections, lookup
 from tunekit.data import Split, load_split
 from tunekit.errors import ConfigError, DataError, Problem
 from tunekit.initializers import apply_init
 from tunekit.losses import LOSSES
-from tunekit.models import MODELS
 from tunekit.optimizers import build_optimizer
 from tunekit.schedules import LRSchedule, build_schedule
 
@@ -43,11 +42,11 @@ def resolve_device(spec: str) -> torch.device:
 def load_data(config: Config) -> Split:
     d = config.data
     try:
-        return load_split(d.name, d.args, d.val_fraction, d.test_fraction, d.standardize, config.seed)
+        return load_split(d.name, d.args, d.val_fraction, d.test_fraction, d.standardize, config.seed, loader=lookup("data", d.name))
     except DataError:
         raise
-    except (OSError, ValueError) as exc:
-        raise DataError(f"data '{d.name}': {exc}") from None
+    except Exception as exc:  # a loader (a plugin's, too) that fails is a data problem, not a crash
+        raise DataError(f"data '{d.name}': {type(exc).__name__}: {exc}") from None
 
 
 def resolve(config: Config, split: Split) -> Config:
@@ -112,7 +111,10 @@ def _constructed(section: str, build: Callable, source: str | None):
 def build_model(config: Config, split: Split) -> nn.Module:
     loss = LOSSES.get(config.loss.name)
     n_out = _constructed("loss.name", lambda: loss.outputs(split.n_classes), config.source)
-    model = _constructed("model", lambda: MODELS.get(config.model.name)(split.input_shape, n_out, **config.model.args), config.source)
+    builder = lookup("model", config.model.name)
+    model = _constructed("model", lambda: builder(split.input_shape, n_out, **config.model.args), config.source)
+    if not isinstance(model, nn.Module):
+        raise ConfigError([Problem("model.name", f"'{config.model.name}' returned {type(model).__name__}, not a torch.nn.Module")], config.source)
     init = config.init
     _constructed("init", lambda: apply_init(model, init.name, init.args, init.bias, init.bias_value), config.source)
     return model

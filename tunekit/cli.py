@@ -94,6 +94,7 @@ SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override one
 RunsOpt = Annotated[Path, typer.Option("--runs", help="Folder that holds the studies.")]
 StudyOpt = Annotated[Optional[str], typer.Option("--study", help="Study name (default: the config's name, else the file stem).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout.")]
+PluginOpt = Annotated[Optional[list[str]], typer.Option("--allow-plugin", help="Allow data/model plugins (pkg.module:fn) from this package; importing runs its code. Repeatable.")]
 
 
 def _parse_timeout(text: str | None) -> float | None:
@@ -131,6 +132,7 @@ def search(
     repair: Annotated[bool, typer.Option("--repair", help="Back up and repair a journal with a torn last line.")] = False,
     json_: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress lines.")] = False,
+    allow_plugin: PluginOpt = None,
 ) -> None:
     """Run or resume an Optuna study: each trial trains a model from the config plus sampled values.
 
@@ -139,8 +141,10 @@ def search(
     Example: tunekit search configs/quickstart.yaml --trials 30 --set train.epochs=10
     """
     from tunekit.config.load import load_config
+    from tunekit.config.sections import allow_plugins
     from tunekit.study.search import SearchOptions, run_search, study_name_for
 
+    allow_plugins(allow_plugin)
     cfg = load_config(config, set_)
     opts = SearchOptions(runs=runs, study=study, trials=trials, timeout_s=_parse_timeout(timeout), storage=storage,
                          device=None if devices in (None, "auto") else devices, fresh=fresh, repair=repair,
@@ -173,6 +177,7 @@ def train(
     set_: SetOpt = None,
     json_: JsonOpt = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="One line per epoch on stderr.")] = False,
+    allow_plugin: PluginOpt = None,
 ) -> None:
     """Train one config to the end, evaluate the held-out test split, save the model.
 
@@ -186,6 +191,9 @@ def train(
     from tunekit.runs import StudyDir, most_recent_study
     from tunekit.study.search import trial_seed
 
+    from tunekit.config.sections import allow_plugins
+
+    allow_plugins(allow_plugin)
     log = _err if verbose else (lambda line: None)
     if best == (config is not None):
         raise UsageError("give either a CONFIG or --best", "e.g. tunekit train --best, or tunekit train config.yaml")
@@ -252,6 +260,7 @@ def validate(
     config: ConfigArg,
     set_: SetOpt = None,
     json_: JsonOpt = False,
+    allow_plugin: PluginOpt = None,
 ) -> None:
     """Check a config and list every problem at once; nothing is trained or written.
 
@@ -259,8 +268,10 @@ def validate(
     """
     from tunekit.build import check_buildable, parameter_count
     from tunekit.config.load import load_config
+    from tunekit.config.sections import allow_plugins
     from tunekit.space import SearchSpace
 
+    allow_plugins(allow_plugin)
     cfg = check_buildable(load_config(config, set_))
     space, _ = SearchSpace.parse(cfg)
     info = {

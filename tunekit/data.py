@@ -328,12 +328,21 @@ def prepare(raw: RawData, val_fraction: float, test_fraction: float, standardize
 _CACHE: dict[str, Split] = {}
 
 
-def load_split(name: str, args: dict, val_fraction: float, test_fraction: float, standardize: bool, seed: int) -> Split:
-    """Load and split a dataset once per process: every trial in a worker reuses the tensors."""
+def load_split(name: str, args: dict, val_fraction: float, test_fraction: float, standardize: bool, seed: int,
+               loader: Callable[..., RawData | tuple] | None = None) -> Split:
+    """Load and split a dataset once per process: every trial in a worker reuses the tensors.
+
+    A plugin loader may return RawData, or a tuple (X, y): integer labels mean classification."""
     import json
 
     key = json.dumps([name, args, val_fraction, test_fraction, standardize, seed], sort_keys=True, default=str)
     if key not in _CACHE:
-        raw = DATASETS.get(name)(seed=seed, **args)
+        raw = (loader or DATASETS.get(name))(seed=seed, **args)
+        if isinstance(raw, tuple) and len(raw) == 2:
+            X, y = (np.asarray(a) for a in raw)
+            integral = y.dtype.kind in "iub" or y.dtype.kind in "OU" or (y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0))
+            raw = RawData(X, y, "classification" if integral else "regression")
+        if not isinstance(raw, RawData):
+            raise DataError(f"data loader '{name}' returned {type(raw).__name__}; return (X, y) arrays or tunekit.data.RawData")
         _CACHE[key] = prepare(raw, val_fraction, test_fraction, standardize, seed)
     return _CACHE[key]

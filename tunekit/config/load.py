@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from tunekit.config.sections import SECTIONS, Config, accepted_args, check_sections
+from tunekit.config.sections import SECTIONS, Config, PluginRefused, accepted_args, check_sections
 from tunekit.config.yaml_io import Document, parse_scalar, read_yaml_file
 from tunekit.errors import ConfigError, Problem, UsageError
 from tunekit.registry import UnknownName
@@ -49,7 +49,7 @@ def apply_params(raw: dict, params: dict[str, Any]) -> dict:
             continue
         try:
             keep = set(accepted_args(section, params[switch])) | set(spec.common.model_fields) | {spec.name_key}
-        except (UnknownName, TypeError):
+        except (UnknownName, TypeError, PluginRefused):
             continue  # reported by validation
         for arg in list(out[section]):
             if arg not in keep and f"{section}.{arg}" not in params:

@@ -198,6 +198,46 @@ STUDY_PARTS = {
     "pruner": SectionSpec("study.pruner", "name", "median", Strict, _builders("tunekit.study.components", "PRUNERS")),
 }
 
+PLUGIN_SECTIONS = ("data", "model")
+ALLOWED_PLUGINS: set[str] = set()  # top-level packages the user allowed with --allow-plugin
+
+
+def allow_plugins(packages: list[str] | None) -> None:
+    ALLOWED_PLUGINS.update(packages or [])
+
+
+class PluginRefused(Exception):
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.hint = hint
+
+
+def lookup(section: str, name: str) -> Any:
+    """A section's registry entry by name; `pkg.module:fn` names user code (data and model only),
+    imported only when its package was allowed, because importing runs it."""
+    spec = SECTIONS.get(section) or STUDY_PARTS[section.split(".")[-1]]
+    if not (section in PLUGIN_SECTIONS and ":" in name):
+        return spec.builders().get(name)
+    module_name, _, attr = name.partition(":")
+    root = module_name.split(".")[0]
+    if root not in ALLOWED_PLUGINS:
+        raise PluginRefused(f"'{name}' is user code, and importing it runs it", f"pass --allow-plugin {root} to allow it")
+    import importlib
+    import os
+    import sys
+
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # plugins usually sit beside the config, like `python -m` would see them
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # any error inside user code is reported, not raised
+        raise PluginRefused(f"cannot import plugin module '{module_name}': {type(exc).__name__}: {exc}") from None
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise PluginRefused(f"plugin module '{module_name}' has no function '{attr}'")
+    return fn
+
+
 TOP_LEVEL = ["name", "seed", *SECTIONS, "train", "study", "search"]
 
 
@@ -217,7 +257,7 @@ def _args_model(fn: Callable, skip: tuple[str, ...]) -> type[BaseModel]:
 
 def accepted_args(section: str, name: str) -> list[str]:
     spec = SECTIONS[section]
-    fn = spec.builder_of(spec.builders().get(name))
+    fn = spec.builder_of(lookup(section, name))
     return list(_args_model(fn, spec.skip).model_fields)
 
 
@@ -308,8 +348,10 @@ def check_component(spec: SectionSpec, raw: Any) -> tuple[Component | None, list
     if not isinstance(name, str):
         return None, problems + [Problem(f"{section}.{spec.name_key}", f"must be a name, got {name!r}")]
     try:
-        entry = spec.builders().get(name)
+        entry = lookup(section, name)
     except UnknownName as exc:
+        return None, problems + [Problem(f"{section}.{spec.name_key}", str(exc), hint=exc.hint)]
+    except PluginRefused as exc:
         return None, problems + [Problem(f"{section}.{spec.name_key}", str(exc), hint=exc.hint)]
     model = _args_model(spec.builder_of(entry), spec.skip)
     allowed = list(model.model_fields)
