@@ -116,3 +116,20 @@ def test_dead_relu_fraction_is_measured():
     assert fit(healthy, seed=0, monitor="val_loss", direction="minimize").history[0].metrics["dead_relu"] < 0.5
     tanh, _ = make_run("data: {name: iris}\nmodel: {name: mlp, hidden: [32], activation: tanh}\ntrain: {epochs: 1}\n")
     assert "dead_relu" not in fit(tanh, seed=0, monitor="val_loss", direction="minimize").history[0].metrics
+
+
+def test_biases_and_norms_get_no_weight_decay_unless_asked():
+    run, _ = make_run("data: {name: iris}\nmodel: {name: mlp, hidden: [8], norm: layer}\noptimizer: {name: adamw, weight_decay: 0.1}\n")
+    decay, no_decay = run.optimizer.param_groups
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert all(p.ndim == 2 for p in decay["params"]) and all(p.ndim == 1 for p in no_decay["params"])
+    assert len(no_decay["params"]) == 4  # hidden bias, layer-norm weight and bias, head bias
+    run, _ = make_run("data: {name: iris}\nmodel: {name: mlp, hidden: [8]}\noptimizer: {name: adamw, weight_decay: 0.1, decay_bias_and_norm: true}\n")
+    assert len(run.optimizer.param_groups) == 1 and run.optimizer.param_groups[0]["weight_decay"] == 0.1
+
+
+def test_gradient_clipping_by_value_bounds_each_component():
+    run, _ = make_run("data: {name: iris}\nmodel: {name: linear}\noptimizer: {name: sgd, lr: 1.0}\ntrain: {epochs: 1, batch_size: full, grad_clip: {value: 1e-4}}\n")
+    before = run.model.head.weight.detach().clone()
+    fit(run, seed=0, monitor="val_loss", direction="minimize")
+    assert float((run.model.head.weight - before).abs().max()) <= 1e-4 * (1 + 1e-3)  # one full-batch step of lr x clip (float32)
