@@ -132,4 +132,4 @@ def test_gradient_clipping_by_value_bounds_each_component():
     run, _ = make_run("data: {name: iris}\nmodel: {name: linear}\noptimizer: {name: sgd, lr: 1.0}\ntrain: {epochs: 1, batch_size: full, grad_clip: {value: 1e-4}}\n")
     before = run.model.head.weight.detach().clone()
     fit(run, seed=0, monitor="val_loss", direction="minimize")
-    assert float((run.model.head.weight - before).abs().max()) <= 1e-4 * (1 + 1e-3)  # one full-batch step of lr x clip (float32)
+    assert float((run.model.head.weight.detach() - before).abs().max()) <= 1e-4 * (1 + 1e-3)  # one full-batch step of lr x clip (float32)
