@@ -110,6 +110,30 @@ def _parse_timeout(text: str | None) -> float | None:
     return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
 
+def _parse_devices(text: str | None) -> list[str] | None:
+    """--devices: None keeps train.device; auto = every visible GPU, else cpu."""
+    if text is None:
+        return None
+    if text == "auto":
+        import torch
+
+        n = torch.cuda.device_count()
+        return [f"cuda:{i}" for i in range(n)] if n else ["cpu"]
+    import re
+
+    devices = [d.strip() for d in text.split(",") if d.strip()]
+    bad = [d for d in devices if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", d)]
+    if not devices or bad:
+        from tunekit.errors import UsageError
+
+        raise UsageError(f"--devices '{text}' is not a device list", "e.g. --devices cpu, --devices cuda:0,cuda:1, --devices auto")
+    from tunekit.build import resolve_device
+
+    for d in devices:
+        resolve_device(d)  # an unavailable GPU is an environment error (exit 4) before anything starts
+    return devices
+
+
 def _print_json(data) -> None:
     import json
 
@@ -123,7 +147,8 @@ def search(
     config: ConfigArg,
     trials: Annotated[Optional[int], typer.Option("--trials", min=1, help="Total trials for the study (across restarts).")] = None,
     timeout: Annotated[Optional[str], typer.Option("--timeout", help="Stop starting trials after this long, e.g. 30m.")] = None,
-    devices: Annotated[Optional[str], typer.Option("--devices", help="cpu, cuda:0 or auto (default: train.device).")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes sharing the study on this machine.")] = 1,
+    devices: Annotated[Optional[str], typer.Option("--devices", help="cpu, cuda:0,cuda:1 (one per worker, round-robin) or auto (all visible GPUs, else cpu).")] = None,
     study: StudyOpt = None,
     runs: RunsOpt = Path("runs"),
     storage: Annotated[Optional[str], typer.Option("--storage", help="Database URL instead of runs/<study>/optuna.journal.")] = None,
@@ -146,8 +171,10 @@ def search(
 
     allow_plugins(allow_plugin)
     cfg = load_config(config, set_)
+    device_list = _parse_devices(devices)
     opts = SearchOptions(runs=runs, study=study, trials=trials, timeout_s=_parse_timeout(timeout), storage=storage,
-                         device=None if devices in (None, "auto") else devices, fresh=fresh, repair=repair,
+                         device=device_list[0] if device_list else None, devices=device_list, workers=workers,
+                         fresh=fresh, repair=repair, quiet=quiet,
                          config_name=None if config == "-" else Path(config).stem,
                          log=(lambda line: None) if quiet else _err)
     name = study_name_for(cfg, opts)
@@ -272,8 +299,11 @@ def validate(
     from tunekit.space import SearchSpace
 
     allow_plugins(allow_plugin)
+    from tunekit.study.components import build_sampler_and_pruner
+
     cfg = check_buildable(load_config(config, set_))
     space, _ = SearchSpace.parse(cfg)
+    build_sampler_and_pruner(cfg, space)
     info = {
         "valid": True,
         "metric": cfg.study.metric,

@@ -11,6 +11,12 @@ from typing import Literal
 from tunekit.registry import Registry
 
 SAMPLERS: Registry = Registry("sampler")
+
+
+def _steps(warmup_epochs: int) -> int:
+    # Optuna leaves steps < n_warmup_steps alone; tunekit reports epochs 1, 2, ..., so protecting
+    # `warmup_epochs` epochs means n_warmup_steps = warmup_epochs + 1.
+    return warmup_epochs + 1
 PRUNERS: Registry = Registry("pruner")
 
 
@@ -103,14 +109,14 @@ def median(startup_trials: int = 5, warmup_epochs: int = 3, interval: int = 1):
     """Stop a trial whose metric is worse than the median of earlier trials at the same epoch."""
     import optuna
 
-    return optuna.pruners.MedianPruner(n_startup_trials=startup_trials, n_warmup_steps=warmup_epochs, interval_steps=interval)
+    return optuna.pruners.MedianPruner(n_startup_trials=startup_trials, n_warmup_steps=_steps(warmup_epochs), interval_steps=interval)
 
 
 @PRUNERS.register("percentile")
 def percentile(percentile: float = 25.0, startup_trials: int = 5, warmup_epochs: int = 3, interval: int = 1):
     import optuna
 
-    return optuna.pruners.PercentilePruner(percentile, n_startup_trials=startup_trials, n_warmup_steps=warmup_epochs, interval_steps=interval)
+    return optuna.pruners.PercentilePruner(percentile, n_startup_trials=startup_trials, n_warmup_steps=_steps(warmup_epochs), interval_steps=interval)
 
 
 @PRUNERS.register("successive_halving")
@@ -133,7 +139,9 @@ def threshold(lower: float | None = None, upper: float | None = None, warmup_epo
     """Stop a trial whose metric leaves [lower, upper]."""
     import optuna
 
-    return optuna.pruners.ThresholdPruner(lower=lower, upper=upper, n_warmup_steps=warmup_epochs)
+    if lower is None and upper is None:
+        raise ValueError("give lower and/or upper, e.g. {name: threshold, lower: 0.5}")
+    return optuna.pruners.ThresholdPruner(lower=lower, upper=upper, n_warmup_steps=_steps(warmup_epochs))
 
 
 @PRUNERS.register("patient")
@@ -143,3 +151,25 @@ def patient(patience: int = 3, min_delta: float = 0.0, wrapped: Literal["none", 
 
     inner = optuna.pruners.MedianPruner() if wrapped == "median" else None
     return optuna.pruners.PatientPruner(inner, patience=patience, min_delta=min_delta)
+
+
+def build_sampler_and_pruner(config, space):
+    """Construct both from the config; a value their constructors reject is a config error at its key."""
+    import warnings
+
+    import optuna
+
+    from tunekit.errors import ConfigError, Problem
+
+    # Several of these are stable in practice but still flagged experimental by Optuna.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    built, problems = [], []
+    for key, registry, part, extra in (("study.sampler", SAMPLERS, config.sampler, {"seed": config.seed}),
+                                       ("study.pruner", PRUNERS, config.pruner, {})):
+        try:
+            built.append(registry.get(part.name)(*([space] if registry is SAMPLERS else []), **{**extra, **part.args}))
+        except (TypeError, ValueError) as exc:
+            problems.append(Problem(key, f"{part.name}: {exc}"))
+    if problems:
+        raise ConfigError(problems, config.source)
+    return built[0], built[1]

@@ -11,12 +11,12 @@ retried, and propagate so the CLI can exit 130/143 with a resume command.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
 import signal
-import socket
 import sys
 import time
 import traceback
@@ -31,6 +31,7 @@ from tunekit.config.yaml_io import dump_yaml
 from tunekit.errors import AllTrialsFailed, StateError
 from tunekit.runs import StudyDir, append_jsonl, write_text
 from tunekit.space import SearchSpace
+from tunekit.study.liveness import counted
 from tunekit.study.storage import describe_storage, open_storage
 from tunekit.study.summary import summarize
 
@@ -52,6 +53,10 @@ class SearchOptions:
     device: str | None = None
     fresh: bool = False
     repair: bool = False
+    workers: int = 1
+    devices: list[str] | None = None  # --devices: worker i trains on devices[i % len]
+    threads: int | None = None  # torch threads per worker (default: train.threads, else cores // workers)
+    quiet: bool = False
     config_name: str | None = None  # the file stem, the last fallback for the study name
     log: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr))
 
@@ -105,17 +110,10 @@ def _archive(study_dir: StudyDir) -> Path | None:
 def _open_study(config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOptions):
     import optuna
 
-    from tunekit.study.components import PRUNERS, SAMPLERS
+    from tunekit.study.components import build_sampler_and_pruner
 
     storage = open_storage(study_dir, opts.storage, opts.repair)
-    sampler_args = {"seed": config.seed, **config.sampler.args}
-    try:
-        sampler = SAMPLERS.get(config.sampler.name)(space, **sampler_args)
-        pruner = PRUNERS.get(config.pruner.name)(**config.pruner.args)
-    except ValueError as exc:
-        from tunekit.errors import ConfigError, Problem
-
-        raise ConfigError([Problem("study", str(exc))], config.source) from None
+    sampler, pruner = build_sampler_and_pruner(config, space)
     study = optuna.create_study(study_name=study_dir.name, storage=storage, sampler=sampler, pruner=pruner,
                                 direction=config.study.direction, load_if_exists=True)
     base = {k: v for k, v in config.raw.items() if k != "search"}
@@ -143,28 +141,21 @@ def _open_study(config: Config, space: SearchSpace, study_dir: StudyDir, opts: S
     return study
 
 
-def _counted(trial) -> bool:
-    """Trials that count toward --trials: everything but queued ones and interrupted ones (those are retried)."""
-    import optuna
-
-    if trial.state == optuna.trial.TrialState.WAITING:
-        return False
-    return not (trial.state == optuna.trial.TrialState.FAIL and trial.user_attrs.get("reason") == "interrupted")
-
-
 class _Pruned(Exception):
     pass
 
 
-def _run_trial(trial, config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOptions) -> tuple[str, Any]:
-    """Train one trial. Returns (state name, value or reason). KeyboardInterrupt propagates."""
-    import optuna
+class _TimedOut(Exception):
+    pass
 
+
+def _run_trial(trial, config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOptions,
+               deadline: float | None) -> tuple[str, Any]:
+    """Train one trial. Returns (state name, value or reason). KeyboardInterrupt propagates."""
     from tunekit.build import build_run, resolve_device
     from tunekit.trainer import Diverged, fit
 
     started = time.perf_counter()
-    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     values = space.sample(trial)
     raw = apply_params(config.raw, values)
     trial_config, problems = check_sections(raw)
@@ -185,7 +176,10 @@ def _run_trial(trial, config: Config, space: SearchSpace, study_dir: StudyDir, o
             trial.report(value, record.epoch)
             if trial.should_prune():
                 raise _Pruned(record.epoch)
+        if deadline is not None and time.monotonic() > deadline:
+            raise _TimedOut(record.epoch)  # --timeout bounds the running trial too, at its next epoch
 
+    run = None
     try:
         device = resolve_device(opts.device or trial_config.train.device)
         run = build_run(trial_config, device, seed)
@@ -194,6 +188,8 @@ def _run_trial(trial, config: Config, space: SearchSpace, study_dir: StudyDir, o
         trial.set_user_attr("duration_s", round(time.perf_counter() - started, 3))
         trial.set_user_attr("pruned_at_epoch", pruned.args[0])
         return "PRUNED", None
+    except _TimedOut as stopped:
+        return _fail(trial, "timeout", f"--timeout reached at epoch {stopped.args[0]}", started)
     except Diverged as exc:
         if exc.record is not None:  # the epoch that went wrong, with why, closes the trial's metrics
             append_jsonl(metrics_path, {**exc.record.to_json(), "stopped": exc.reason})
@@ -206,6 +202,8 @@ def _run_trial(trial, config: Config, space: SearchSpace, study_dir: StudyDir, o
         if os.environ.get("TUNEKIT_DEBUG"):
             traceback.print_exc()
         return _fail(trial, reason, detail, started)
+    finally:
+        _release(run)
 
     value = result.best.get(monitor)
     if value is None or not math.isfinite(value):
@@ -215,6 +213,19 @@ def _run_trial(trial, config: Config, space: SearchSpace, study_dir: StudyDir, o
     trial.set_user_attr("epochs_run", len(result.history))
     trial.set_user_attr("metrics", {k: float(v) for k, v in result.best.items()})
     return "COMPLETE", float(value)
+
+
+def _release(run) -> None:
+    """Give GPU memory back between trials; otherwise it piles up across in-process trials."""
+    if run is None or run.device.type != "cuda":
+        return
+    import gc
+
+    import torch
+
+    del run
+    gc.collect()
+    torch.cuda.empty_cache()
 
 
 def _fail(trial, reason: str, detail: str, started: float) -> tuple[str, str]:
@@ -257,71 +268,138 @@ def _short(v: Any) -> str:
     return json.dumps(v) if isinstance(v, (list, dict)) else str(v)
 
 
-def run_search(config: Config, opts: SearchOptions) -> dict[str, Any]:
-    """Run the study to its trial target (or timeout). Returns the SPEC §6 summary."""
-    import optuna
-
+def prepare_study(config: Config, opts: SearchOptions) -> tuple[Config, SearchSpace, StudyDir]:
+    """Check everything, then create or load the study. Nothing is written before the checks pass."""
     from tunekit.build import check_buildable
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study_dir = StudyDir(opts.runs, study_name_for(config, opts))
-    # Everything is checked before the first byte is written under runs/.
     config = check_buildable(config)
     space, problems = SearchSpace.parse(config)
     if problems:
         from tunekit.errors import ConfigError
 
         raise ConfigError(problems, config.source)
+    from tunekit.study.components import build_sampler_and_pruner
 
+    build_sampler_and_pruner(config, space)  # their argument errors too come before any write
     if opts.fresh:
         archived = _archive(study_dir)
         if archived:
             opts.log(f"archived the previous study to {archived}")
+    _quiet_optuna()
     study = _open_study(config, space, study_dir, opts)
     if not study_dir.config.exists():
         write_text(study_dir.config, dump_yaml(config.raw))
-
     target = opts.trials or config.study.trials
+    opts.log(f"study '{study_dir.name}' in {describe_storage(study_dir, opts.storage)}: "
+             f"{sum(map(counted, study.get_trials(deepcopy=False)))}/{target} trials done, "
+             f"{config.study.direction} {config.study.metric}")
+    return config, space, study_dir
+
+
+def _quiet_optuna() -> None:
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+@contextlib.contextmanager
+def _ask_lock(study_dir: StudyDir, opts: SearchOptions):
+    """Serialize count-then-ask between workers sharing a journal, so the study total is exact.
+
+    With a database URL the workers may sit on other machines, where no file lock reaches: there
+    the total can overshoot by at most one trial per extra worker."""
+    if opts.storage:
+        yield
+        return
+    import fcntl
+
+    with open(study_dir.path / ".ask.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def work(config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOptions, deadline: float | None, label: str = "") -> None:
+    """One worker's loop: recover dead trials, take the next trial if the study needs one, run it, tell it."""
+    import optuna
+
+    from tunekit.study.components import build_sampler_and_pruner
+    from tunekit.study.liveness import Heartbeat, recover_dead_trials
+
+    _quiet_optuna()
+    sampler, pruner = build_sampler_and_pruner(config, space)
+    study = optuna.load_study(study_name=study_dir.name, storage=open_storage(study_dir, opts.storage), sampler=sampler, pruner=pruner)
+    target = opts.trials or config.study.trials
+    while True:
+        with _ask_lock(study_dir, opts):
+            recover_dead_trials(study, opts.log)
+            done = sum(map(counted, study.get_trials(deepcopy=False)))
+            if done >= target:
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                opts.log(f"{label}timeout reached; rerun the same command to continue")
+                return
+            trial = study.ask()
+        started = time.perf_counter()
+        try:
+            with Heartbeat(study, trial._trial_id):
+                state, outcome = _run_trial(trial, config, space, study_dir, opts, deadline)
+        except KeyboardInterrupt:
+            trial.set_user_attr("reason", "interrupted")
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
+            raise
+        if state == "COMPLETE":
+            study.tell(trial, outcome)
+            _write_best(study, study_dir)
+        else:
+            study.tell(trial, state=getattr(optuna.trial.TrialState, state))
+        finished = sum(1 for t in study.get_trials(deepcopy=False) if counted(t) and t.state.is_finished())
+        opts.log(label + _progress_line(finished, target, trial, state, outcome, study, config.study.metric,
+                                        time.perf_counter() - started, space.values_from(trial.params)))
+
+
+def run_search(config: Config, opts: SearchOptions) -> dict[str, Any]:
+    """Run the study to its trial target (or timeout) with `opts.workers` processes. Returns the SPEC §6 summary."""
+    config, space, study_dir = prepare_study(config, opts)
     deadline = time.monotonic() + opts.timeout_s if opts.timeout_s else None
     previous_term = signal.signal(signal.SIGTERM, _raise_terminated) if _main_thread() else None
-    opts.log(f"study '{study_dir.name}' in {describe_storage(study_dir, opts.storage)}: "
-             f"{sum(map(_counted, study.get_trials(deepcopy=False)))}/{target} trials done, "
-             f"{'maximize' if config.study.direction == 'maximize' else 'minimize'} {config.study.metric}")
     try:
-        while True:
-            done = sum(map(_counted, study.get_trials(deepcopy=False)))
-            if done >= target:
-                break
-            if deadline is not None and time.monotonic() >= deadline:
-                opts.log(f"timeout reached after {done} trials; rerun the same command to continue")
-                break
-            trial = study.ask()
-            started = time.perf_counter()
-            try:
-                state, outcome = _run_trial(trial, config, space, study_dir, opts)
-            except KeyboardInterrupt:
-                trial.set_user_attr("reason", "interrupted")
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
-                raise
-            if state == "COMPLETE":
-                study.tell(trial, outcome)
-                _write_best(study, study_dir)
-            else:
-                study.tell(trial, state=getattr(optuna.trial.TrialState, state))
-            opts.log(_progress_line(done + 1, target, trial, state, outcome, study, config.study.metric,
-                                    time.perf_counter() - started, space.values_from(trial.params)))
+        if opts.workers <= 1:
+            _set_threads(opts.threads or config.train.threads)
+            work(config, space, study_dir, opts, deadline)
+        else:
+            from tunekit.study.workers import run_workers
+
+            run_workers(config, study_dir, opts)
     finally:
         if previous_term is not None:
             signal.signal(signal.SIGTERM, previous_term)
 
+    from tunekit.study.storage import load_study
+
+    study = load_study(study_dir, opts.storage)
     _write_best(study, study_dir)
     summary = summarize(study, describe_storage(study_dir, opts.storage))
     states = summary["states"]
-    if states["COMPLETE"] == 0 and states["FAIL"] > 0 and states["PRUNED"] == 0:
-        top = ", ".join(f"{r} x{n}" for r, n in summary["reasons"].items())
+    real_failures = {r: n for r, n in summary["reasons"].items() if r not in ("timeout", "interrupted", "worker_died")}
+    if states["COMPLETE"] == 0 and states["PRUNED"] == 0 and real_failures:
+        top = ", ".join(f"{r} x{n}" for r, n in real_failures.items())
         raise AllTrialsFailed(f"every trial failed ({top})", "see runs/<study>/trials/*/ and `tunekit report`; lower the learning rate or fix the config")
     return summary
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def _raise_terminated(signum, frame):

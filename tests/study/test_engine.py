@@ -1,0 +1,134 @@
+"""The study engine: every sampler and pruner, parallel workers, killed workers, time limits."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import TINY
+from tunekit.study.components import PRUNERS, SAMPLERS
+
+FINITE = """\
+name: eng
+data: {name: iris}
+model: {name: mlp, hidden: [8]}
+optimizer: {name: adam, lr: 0.01}
+train: {epochs: 3, batch_size: 32}
+study: {trials: 5, sampler: {name: SAMPLER}, pruner: {name: none}}
+search:
+  optimizer.lr: {low: 0.005, high: 0.05, step: 0.005}
+  train.epochs: {low: 2, high: 3}
+  model.hidden: {choices: [[8], [16]]}
+"""
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS.names())
+def test_every_sampler_runs_a_study(cli, write_config, runs, sampler):
+    try:
+        import cmaes  # noqa: F401
+        has_cmaes = True
+    except ImportError:
+        has_cmaes = False
+    result = cli("search", write_config(FINITE.replace("SAMPLER", sampler)), "--runs", runs, "--json")
+    if sampler == "cmaes" and not has_cmaes:
+        assert result.exit_code == 3 and "pip install 'tunekit[samplers]'" in result.stderr
+        return
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["states"]["COMPLETE"] == 5
+    assert len({json.dumps(t["params"], sort_keys=True) for t in summary["trials"]}) >= (4 if sampler in ("grid", "bruteforce") else 2)
+
+
+@pytest.mark.parametrize("pruner", PRUNERS.names())
+def test_every_pruner_runs_a_study(cli, write_config, runs, pruner):
+    args = ", lower: 0.0" if pruner == "threshold" else ""
+    text = TINY.replace("pruner: {name: none}", f"pruner: {{name: {pruner}{args}}}").replace("trials: 3", "trials: 6").replace("epochs: 3", "epochs: 5")
+    result = cli("search", write_config(text), "--runs", runs, "--json")
+    assert result.exit_code == 0, result.stderr
+    states = json.loads(result.stdout)["states"]
+    assert states["COMPLETE"] + states["PRUNED"] == 6
+
+
+def test_sampler_and_pruner_arguments_are_checked_before_anything_is_written(cli, write_config, runs):
+    text = TINY.replace("pruner: {name: none}", "pruner: {name: threshold}")
+    result = cli("search", write_config(text), "--runs", runs)
+    assert result.exit_code == 3 and "study.pruner: threshold: give lower and/or upper" in result.stderr
+    assert not runs.exists()
+    grid = TINY.replace("sampler: {name: random, seed: 0}", "sampler: {name: grid}")
+    result = cli("validate", write_config(grid))
+    assert result.exit_code == 3 and "grid needs choices or a step for every entry; search.optimizer.lr is a continuous range" in result.stderr
+
+
+def test_a_pruner_really_prunes(cli, write_config, runs):
+    text = TINY.replace("pruner: {name: none}", "pruner: {name: threshold, lower: 0.999, warmup_epochs: 1}").replace("epochs: 3", "epochs: 6")
+    summary = json.loads(cli("search", write_config(text), "--runs", runs, "--json").stdout)
+    pruned = [t for t in summary["trials"] if t["state"] == "PRUNED"]
+    assert len(pruned) >= 2
+    lines = (runs / "tiny" / "trials" / f"{pruned[0]['number']:05d}" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 2  # stopped right after warmup, not trained to the end
+
+
+TUNEKIT = [sys.executable, "-m", "tunekit"]
+
+
+def test_two_workers_share_one_study(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(TINY.replace("trials: 3", "trials: 8").replace("epochs: 3", "epochs: 15"))
+    runs = tmp_path / "runs"
+    result = subprocess.run([*TUNEKIT, "search", str(config), "--runs", str(runs), "--workers", "2", "--json"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    numbers = [t["number"] for t in summary["trials"]]
+    assert sorted(numbers) == list(range(8)) and summary["states"]["COMPLETE"] == 8  # exactly the total, no overshoot
+    assert "started 2 workers x 1 thread(s)" in result.stderr and "[w0]" in result.stderr and "[w1]" in result.stderr
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+    import optuna
+
+    study = optuna.load_study(study_name="tiny", storage=JournalStorage(JournalFileBackend(str(runs / "tiny" / "optuna.journal"))))
+    assert len({t.user_attrs["worker"] for t in study.trials}) == 2  # both processes ran trials
+
+
+def test_killed_worker_leaves_no_running_trial(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(TINY.replace("trials: 3", "trials: 3").replace("epochs: 3", "epochs: 400"))
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen([*TUNEKIT, "search", str(config), "--runs", str(runs)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    metrics = runs / "tiny" / "trials" / "00001" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 2):
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)  # no chance to clean up: trial 1 stays RUNNING in the journal
+    proc.wait()
+    report = json.loads(subprocess.run([*TUNEKIT, "report", "--runs", str(runs), "--format", "json"], capture_output=True, text=True).stdout)
+    assert report["states"]["RUNNING"] == 1
+
+    done = subprocess.run([*TUNEKIT, "search", str(config), "--runs", str(runs), "--json", "--set", "train.epochs=400"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "trial 1 was left RUNNING by" in done.stderr and "worker_died" in done.stderr
+    after = json.loads(done.stdout)
+    assert after["states"] == {"COMPLETE": 3, "PRUNED": 0, "FAIL": 1, "RUNNING": 0}
+    assert after["trials"][1]["reason"] == "worker_died"
+    assert any(t["params"] == after["trials"][1]["params"] and t["state"] == "COMPLETE" for t in after["trials"][2:])
+
+
+def test_timeout_also_stops_the_running_trial(cli, write_config, runs):
+    text = TINY.replace("epochs: 3", "epochs: 100000").replace("trials: 3", "trials: 50")
+    started = time.monotonic()
+    result = cli("search", write_config(text), "--runs", runs, "--timeout", "2s", "--json")
+    assert time.monotonic() - started < 60
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["n_trials"] == 1 and summary["trials"][0]["reason"] == "timeout"
+
+
+def test_threads_split_the_cores():
+    from tunekit.study.workers import threads_per_worker
+
+    assert threads_per_worker(2, cores=2) == 1 and threads_per_worker(1, cores=16) == 16 and threads_per_worker(4, cores=2) == 1

@@ -1,0 +1,104 @@
+"""Who is running which trial, and which RUNNING trials nobody is running any more.
+
+Optuna's journal storage has no heartbeat, and its RDB heartbeat works only inside
+`study.optimize`, which tunekit does not use. So every running trial records its worker
+(host:pid) and a heartbeat timestamp, refreshed by a background thread. A RUNNING trial whose
+worker process is gone (same host) or whose heartbeat is stale (any host) is dead: it is failed
+with reason `worker_died` and its params are queued to run again.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+
+HEARTBEAT_S = 15.0
+STALE_AFTER_S = 120.0  # eight missed heartbeats: the worker is gone, whatever host it was on
+RETRIED_REASONS = {"interrupted", "worker_died"}  # trials that are run again, so they do not count
+
+HOST = socket.gethostname()
+
+
+def worker_id() -> str:
+    return f"{HOST}:{os.getpid()}"
+
+
+class Heartbeat:
+    """Refresh `heartbeat` on a trial until stopped; a context manager around one trial."""
+
+    def __init__(self, study, trial_id: int, interval: float = HEARTBEAT_S):
+        self.storage, self.trial_id, self.interval = study._storage, trial_id, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="tunekit-heartbeat", daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.storage.set_trial_user_attr(self.trial_id, "heartbeat", time.time())
+            except Exception:
+                return  # the trial has finished (or storage went away): nothing left to keep alive
+
+    def __enter__(self):
+        self.storage.set_trial_user_attr(self.trial_id, "worker", worker_id())
+        self.storage.set_trial_user_attr(self.trial_id, "heartbeat", time.time())
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def is_dead(trial, now: float | None = None, stale_after: float = STALE_AFTER_S) -> bool:
+    """A RUNNING trial whose worker is gone."""
+    now = now or time.time()
+    worker = trial.user_attrs.get("worker")
+    beat = trial.user_attrs.get("heartbeat")
+    if worker is None or beat is None:
+        # Asked but never started: give its worker the same grace from the trial's start.
+        started = trial.datetime_start.timestamp() if trial.datetime_start else now
+        return now - started > stale_after
+    host, _, pid = worker.rpartition(":")
+    if host == HOST and pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+        return True
+    return now - float(beat) > stale_after
+
+
+def recover_dead_trials(study, log) -> int:
+    """Fail every dead RUNNING trial and queue its params again. Returns how many were recovered."""
+    import optuna
+
+    recovered = 0
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if not is_dead(trial):
+            continue
+        try:
+            study._storage.set_trial_user_attr(trial._trial_id, "reason", "worker_died")
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        except (ValueError, RuntimeError):
+            continue  # another worker recovered it first
+        study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
+        log(f"trial {trial.number} was left RUNNING by {trial.user_attrs.get('worker', 'a worker')} that is gone: failed (worker_died), queued again")
+        recovered += 1
+    return recovered
+
+
+def counted(trial) -> bool:
+    """Trials that count toward the study's total: running or finished, except those being retried."""
+    import optuna
+
+    if trial.state == optuna.trial.TrialState.WAITING:
+        return False
+    return not (trial.state == optuna.trial.TrialState.FAIL and trial.user_attrs.get("reason") in RETRIED_REASONS)
