@@ -32,7 +32,7 @@ def test_variance_matches_the_formula(scheme, activation):
     w = model.blocks[0].linear.weight
     std = expected_std(scheme, 400, 300, activation)
     assert abs(float(w.detach().std()) / std - 1) < 0.03
-    assert float(model.blocks[0].linear.bias.abs().max()) == 0.0
+    assert float(model.blocks[0].linear.bias.detach().abs().max()) == 0.0
     head_std = expected_std(scheme, 300, 10, "linear")  # the output layer has no activation after it
     assert abs(float(model.head.weight.std()) / head_std - 1) < 0.1
 
