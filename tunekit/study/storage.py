@@ -43,7 +43,8 @@ def open_storage(study_dir: StudyDir, url: str | None = None, repair: bool = Fal
 
     if url:
         try:
-            return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120)
+            # tunekit keeps its own heartbeats (study/liveness.py), which work outside study.optimize too.
+            return optuna.storages.RDBStorage(_driver_url(url))
         except Exception as exc:  # driver missing, server down, bad URL: all environment problems
             from tunekit.errors import DataError
 
@@ -63,6 +64,16 @@ def open_storage(study_dir: StudyDir, url: str | None = None, repair: bool = Fal
         return JournalStorage(JournalFileBackend(str(journal)))
     except Exception as exc:
         raise StateError(f"cannot open study journal {journal}: {exc}") from None
+
+
+def _driver_url(url: str) -> str:
+    """`postgresql://` means psycopg2 to SQLAlchemy; use psycopg 3 (the `postgres` extra) when that is what is installed."""
+    if url.startswith("postgresql://"):
+        import importlib.util
+
+        if importlib.util.find_spec("psycopg2") is None and importlib.util.find_spec("psycopg") is not None:
+            return "postgresql+psycopg://" + url[len("postgresql://"):]
+    return url
 
 
 def describe_storage(study_dir: StudyDir, url: str | None) -> str:
