@@ -55,9 +55,20 @@ def resolve(config: Config, split: Split) -> Config:
     params = {}
     if config.loss.name == "auto":
         params["loss.name"] = "cross_entropy" if task == "classification" else "mse"
-    metric = config.study.metric or metrics.default_metric(task)
-    params["study.metric"] = metric
-    params["study.direction"] = config.study.direction or metrics.direction_of(metric)
+    objectives = config.study.objectives
+    if objectives:
+        per_epoch = [o.metric for o in objectives if o.metric not in metrics.TRIAL_METRICS]
+        if config.study.metric is not None and config.study.metric != (per_epoch or [None])[0]:
+            raise ConfigError([Problem("study.metric", "give either metric or objectives, not both")], config.source)
+        params["study.objectives"] = [{"metric": o.metric, "direction": o.direction or metrics.objective_direction(o.metric)} for o in objectives]
+        # The first per-epoch objective picks each trial's best epoch and drives early stopping.
+        metric = per_epoch[0] if per_epoch else metrics.default_metric(task)
+        params["study.metric"] = metric
+        params["study.direction"] = metrics.direction_of(metric)
+    else:
+        metric = config.study.metric or metrics.default_metric(task)
+        params["study.metric"] = metric
+        params["study.direction"] = config.study.direction or metrics.direction_of(metric)
     raw = apply_params(config.raw, params)
     raw["search"] = config.raw.get("search") or {}
     resolved, problems = check_sections(raw)
@@ -68,7 +79,9 @@ def resolve(config: Config, split: Split) -> Config:
             problems.append(Problem("loss.name", f"'{resolved.loss.name}' is a {loss.task} loss but data '{config.data.name}' is {task}",
                                     hint="use cross_entropy for classification, mse for regression"))
         allowed = metrics.metrics_for(task)
-        for key, name in [("study.metric", metric), ("train.early_stopping.metric", resolved.train.early_stopping and resolved.train.early_stopping.metric)]:
+        checks = [("study.metric", metric), ("train.early_stopping.metric", resolved.train.early_stopping and resolved.train.early_stopping.metric)]
+        checks += [(f"study.objectives.{i}.metric", o.metric) for i, o in enumerate(objectives or []) if o.metric not in metrics.TRIAL_METRICS]
+        for key, name in checks:
             if name and name not in allowed:
                 from tunekit.registry import did_you_mean
 

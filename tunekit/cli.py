@@ -200,6 +200,7 @@ def train(
     study: Annotated[Optional[str], typer.Option("--study", help="Study whose best trial to train.")] = None,
     runs: RunsOpt = Path("runs"),
     storage: Annotated[Optional[str], typer.Option("--storage", help="Database URL the study lives in.")] = None,
+    pick: Annotated[Optional[int], typer.Option("--pick", min=0, help="With --best: train this completed trial instead (e.g. another Pareto-front member).")] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="Train this many epochs instead of train.epochs.")] = None,
     set_: SetOpt = None,
     json_: JsonOpt = False,
@@ -226,13 +227,13 @@ def train(
         raise UsageError("give either a CONFIG or --best", "e.g. tunekit train --best, or tunekit train config.yaml")
     if best:
         study_dir = StudyDir(runs, study or most_recent_study(runs))
-        cfg, number = best_config(study_dir, storage)
+        cfg, number = best_config(study_dir, storage, pick)
         if set_:
             from tunekit.config.load import validate_document
             from tunekit.config.yaml_io import Document
 
             cfg = validate_document(Document(cfg.raw, {}, cfg.source), parse_overrides(set_))
-        _err(f"training the best trial #{number} of study '{study_dir.name}'")
+        _err(f"training {'trial' if pick is not None else 'the best trial'} #{number} of study '{study_dir.name}'")
         result = train_config(cfg, study_dir.best_dir, seed=trial_seed(cfg.seed, number), epochs=epochs, log=log)
     else:
         cfg = load_config(config, set_)

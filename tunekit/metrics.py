@@ -22,3 +22,11 @@ def metrics_for(task: str) -> list[str]:
 def better(a: float, b: float, direction: str, min_delta: float = 0.0) -> bool:
     """Is `a` better than `b` by more than `min_delta`?"""
     return a > b + min_delta if direction == "maximize" else a < b - min_delta
+
+
+# Objectives measured once per trial rather than per epoch; both are costs.
+TRIAL_METRICS = {"params": "minimize", "train_time": "minimize"}
+
+
+def objective_direction(metric: str) -> str:
+    return TRIAL_METRICS.get(metric) or direction_of(metric)

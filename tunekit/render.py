@@ -28,32 +28,48 @@ def short_names(keys: list[str]) -> dict[str, str]:
 
 
 def _ranked(summary: dict) -> list[dict]:
+    """Completed trials best first; with several objectives, the Pareto front ordered by the first."""
+    if "pareto" in summary:
+        front = [t for t in summary["trials"] if t["number"] in summary["pareto"]]
+        return sorted(front, key=lambda t: t["value"][0], reverse=summary["direction"][0] == "maximize")
     done = [t for t in summary["trials"] if t["state"] == "COMPLETE" and isinstance(t["value"], (int, float))]
     return sorted(done, key=lambda t: t["value"], reverse=summary["direction"] == "maximize")
+
+
+def _objective_names(summary: dict) -> list[str]:
+    return [o["metric"] for o in summary["objectives"]] if summary.get("objectives") else [summary["metric"]]
 
 
 def report_table(summary: dict, console: Console, top: int = 10) -> None:
     s = summary
     states = ", ".join(f"{n} {k.lower()}" for k, n in s["states"].items() if n)
-    console.print(f"[bold]{s['study']}[/]  {s['n_trials']} trials ({states or 'none'})  {s['direction']} {s['metric']}")
+    goal = ", ".join(f"{o['direction']} {o['metric']}" for o in s["objectives"]) if s.get("objectives") else f"{s['direction']} {s['metric']}"
+    console.print(f"[bold]{s['study']}[/]  {s['n_trials']} trials ({states or 'none'})  {goal}")
+    if s.get("pruning"):
+        console.print(f"pruning: {s['pruning']}")
     if s.get("reasons"):
         console.print("failures: " + ", ".join(f"{r} x{n}" for r, n in s["reasons"].items()))
     best = s.get("best")
     if best:
-        console.print(f"best: trial #{best['number']}  {s['metric']} = {best['value']:.4f}")
+        values = best["value"] if isinstance(best["value"], list) else [best["value"]]
+        shown = ", ".join(f"{n} = {v:.4g}" for n, v in zip(_objective_names(s), values))
+        rule = f"  ({s['best_rule']}; `tunekit train --best --pick N` takes another)" if s.get("best_rule") else ""
+        console.print(f"best: trial #{best['number']}  {shown}{rule}")
         for k, v in best["params"].items():
             console.print(f"  {k} = {_fmt(v)}")
     ranked = _ranked(s)[:top]
     if ranked:
         keys = sorted({k for t in ranked for k in t["params"]})
         short = short_names(keys)
-        table = Table(title=f"top {len(ranked)} trials", show_edge=False)
-        for col in ["#", s["metric"], "epoch", "time_s"]:
+        title = f"Pareto front ({len(ranked)} trials)" if "pareto" in s else f"top {len(ranked)} trials"
+        table = Table(title=title, show_edge=False)
+        for col in ["#", *_objective_names(s), "epoch", "time_s"]:
             table.add_column(col, justify="right", no_wrap=True)
         for k in keys:
             table.add_column(short[k], no_wrap=True)
         for t in ranked:
-            table.add_row(str(t["number"]), _fmt(t["value"]), _fmt(t.get("best_epoch")), _fmt(t["duration_s"]),
+            values = t["value"] if isinstance(t["value"], list) else [t["value"]]
+            table.add_row(str(t["number"]), *(_fmt(v) for v in values), _fmt(t.get("best_epoch")), _fmt(t["duration_s"]),
                           *(_fmt(t["params"].get(k)) for k in keys))
         console.print(table)
     if s.get("importance"):
@@ -87,15 +103,18 @@ def report_markdown(summary: dict, top: int = 10) -> str:
     lines = [f"## Study `{s['study']}`", "",
              f"{s['n_trials']} trials: " + ", ".join(f"{n} {k.lower()}" for k, n in s["states"].items() if n)
              + f"; {s['direction']} `{s['metric']}`.", ""]
+    names = _objective_names(s)
     if s.get("best"):
-        lines += [f"**Best:** trial #{s['best']['number']}, {s['metric']} = {s['best']['value']:.4f}", ""]
+        values = s["best"]["value"] if isinstance(s["best"]["value"], list) else [s["best"]["value"]]
+        lines += [f"**Best:** trial #{s['best']['number']}, " + ", ".join(f"{n} = {v:.4g}" for n, v in zip(names, values)), ""]
     ranked = _ranked(s)[:top]
     if ranked:
         keys = sorted({k for t in ranked for k in t["params"]})
-        lines.append("| # | " + s["metric"] + " | " + " | ".join(keys) + " |")
-        lines.append("|---|---|" + "---|" * len(keys))
+        lines.append("| # | " + " | ".join(names + keys) + " |")
+        lines.append("|---|" + "---|" * (len(names) + len(keys)))
         for t in ranked:
-            lines.append(f"| {t['number']} | {_fmt(t['value'])} | " + " | ".join(_fmt(t["params"].get(k)) for k in keys) + " |")
+            values = t["value"] if isinstance(t["value"], list) else [t["value"]]
+            lines.append(f"| {t['number']} | " + " | ".join([_fmt(v) for v in values] + [_fmt(t["params"].get(k)) for k in keys]) + " |")
         lines.append("")
     if s.get("importance"):
         lines += ["| parameter | importance |", "|---|---|"] + [f"| {k} | {v:.2f} |" for k, v in s["importance"].items()] + [""]

@@ -84,17 +84,26 @@ def train_config(config: Config, out_dir: Path, *, seed: int, epochs: int | None
     return summary
 
 
-def best_config(study_dir: StudyDir, storage_url: str | None = None) -> tuple[Config, int]:
-    """The best trial's config and number: from best.yaml, regenerated from the study if it is missing or corrupt."""
+def best_config(study_dir: StudyDir, storage_url: str | None = None, pick: int | None = None) -> tuple[Config, int]:
+    """The best trial's config and number: from best.yaml, regenerated from the study if it is missing or corrupt.
+    `pick` takes another completed trial instead (a Pareto front member, say)."""
+    import optuna
+
     from tunekit.study.search import _write_best
+    from tunekit.study.summary import pick_best
     from tunekit.study.storage import load_study
 
     study = load_study(study_dir, storage_url)
-    try:
-        best = study.best_trial
-    except ValueError:
+    if pick is not None:
+        trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+        if pick not in trials or trials[pick].state != optuna.trial.TrialState.COMPLETE:
+            raise StateError(f"--pick {pick}: study '{study_dir.name}' has no completed trial #{pick}", "see `tunekit report` for trial numbers")
+        raw = trials[pick].user_attrs["config"]
+        return validate_document(parse_yaml(dump_yaml(raw), f"trial #{pick}")), pick
+    best = pick_best(study)
+    if best is None:
         raise StateError(f"study '{study_dir.name}' has no completed trial yet: nothing to train",
-                         "run `tunekit search` until a trial completes") from None
+                         "run `tunekit search` until a trial completes")
     try:
         config = validate_document(parse_yaml(study_dir.best_yaml.read_text(encoding="utf-8"), str(study_dir.best_yaml)))
     except (OSError, UnicodeDecodeError, ConfigError):

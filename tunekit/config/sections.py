@@ -100,12 +100,25 @@ class TrainSection(Strict):
         return GradClip(norm=self.grad_clip) if isinstance(self.grad_clip, float) else self.grad_clip
 
 
+class Objective(Strict):
+    metric: str
+    direction: Literal["maximize", "minimize"] | None = None  # default: from the metric
+
+
 class StudySection(Strict):
     metric: str | None = None  # default: val_accuracy (classification) or val_rmse (regression)
     direction: Literal["maximize", "minimize"] | None = None  # default: from the metric
+    objectives: list[Objective] | None = None  # several objectives: a Pareto front instead of one best
     trials: int = Field(20, ge=1)
     sampler: dict[str, Any] = {}  # checked as components: see STUDY_PARTS
     pruner: dict[str, Any] = {}
+
+    @field_validator("objectives")
+    @classmethod
+    def _several(cls, v):
+        if v is not None and len(v) < 2:
+            raise ValueError("list two or more objectives, or use metric/direction for one")
+        return v
 
 
 # --- component sections ------------------------------------------------------------------

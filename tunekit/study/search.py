@@ -33,7 +33,7 @@ from tunekit.runs import StudyDir, append_jsonl, write_text
 from tunekit.space import SearchSpace
 from tunekit.study.liveness import counted
 from tunekit.study.storage import describe_storage, open_storage
-from tunekit.study.summary import summarize
+from tunekit.study.summary import pick_best, summarize
 
 # Keys whose change between runs does not change what a trial means.
 _FREE_TO_CHANGE = {"name", "study.trials", "train.device", "train.threads"}
@@ -90,6 +90,13 @@ def _differences(old: dict, new: dict, skip: set[str] = frozenset()) -> list[str
     return lines
 
 
+def objectives_of(config: Config) -> list[tuple[str, str]]:
+    """(metric, direction) per objective: one for an ordinary study, several for a Pareto study."""
+    if config.study.objectives:
+        return [(o.metric, o.direction) for o in config.study.objectives]
+    return [(config.study.metric, config.study.direction)]
+
+
 def study_name_for(config: Config, opts: SearchOptions) -> str:
     return opts.study or config.name or opts.config_name or "study"
 
@@ -114,8 +121,9 @@ def _open_study(config: Config, space: SearchSpace, study_dir: StudyDir, opts: S
 
     storage = open_storage(study_dir, opts.storage, opts.repair)
     sampler, pruner = build_sampler_and_pruner(config, space)
+    objectives = objectives_of(config)
     study = optuna.create_study(study_name=study_dir.name, storage=storage, sampler=sampler, pruner=pruner,
-                                direction=config.study.direction, load_if_exists=True)
+                                directions=[d for _, d in objectives], load_if_exists=True)
     base = {k: v for k, v in config.raw.items() if k != "search"}
     old_space = study.user_attrs.get("tunekit.space")
     if old_space is not None:
@@ -127,15 +135,17 @@ def _open_study(config: Config, space: SearchSpace, study_dir: StudyDir, opts: S
         if changed:
             raise StateError("the config differs from the one this study was run with:\n  " + "\n  ".join(changed),
                              "rerun with --fresh to start a new study (the old one is archived), or --study NEW_NAME")
-        if study.direction.name.lower() != config.study.direction:
-            raise StateError(f"this study was run to {study.direction.name.lower()} its metric", "use --fresh or another --study")
+        if [d.name.lower() for d in study.directions] != [d for _, d in objectives]:
+            raise StateError(f"this study was run with directions {[d.name.lower() for d in study.directions]}", "use --fresh or another --study")
     else:
-        study.set_user_attr("tunekit.space", space.fingerprint())
+        # The space fingerprint goes last: a second process that sees it can rely on the rest.
         study.set_user_attr("tunekit.base", base)
         study.set_user_attr("tunekit.metric", config.study.metric)
+        study.set_user_attr("tunekit.objectives", [{"metric": m, "direction": d} for m, d in objectives])
         from tunekit import __version__
 
         study.set_user_attr("tunekit.version", __version__)
+        study.set_user_attr("tunekit.space", space.fingerprint())
     if not study.get_trials(deepcopy=False):
         study.enqueue_trial(space.baseline(config.raw), user_attrs={"baseline": True})  # trial 0: the config as written
     return study
@@ -167,12 +177,14 @@ def _run_trial(trial, config: Config, space: SearchSpace, study_dir: StudyDir, o
 
     seed = trial_seed(config.seed, trial.number)
     monitor, direction = config.study.metric, config.study.direction
+    objectives = objectives_of(config)
     metrics_path = trial_dir / "metrics.jsonl"
 
     def on_epoch(record) -> None:
         append_jsonl(metrics_path, record.to_json())
         value = record.metrics.get(monitor)
-        if value is not None and math.isfinite(value):
+        # Optuna cannot prune a study with several objectives (trial.report raises there).
+        if value is not None and math.isfinite(value) and len(objectives) == 1:
             trial.report(value, record.epoch)
             if trial.should_prune():
                 raise _Pruned(record.epoch)
@@ -205,14 +217,17 @@ def _run_trial(trial, config: Config, space: SearchSpace, study_dir: StudyDir, o
     finally:
         _release(run)
 
-    value = result.best.get(monitor)
-    if value is None or not math.isfinite(value):
-        return _fail(trial, "nonfinite_loss", f"{monitor} is {value}", started)  # Optuna would COMPLETE +inf
-    trial.set_user_attr("duration_s", round(time.perf_counter() - started, 3))
+    duration = time.perf_counter() - started
+    measured = {**result.best, "params": float(sum(p.numel() for p in run.model.parameters())), "train_time": duration}
+    values = [measured.get(metric) for metric, _ in objectives]
+    for (metric, _), value in zip(objectives, values):
+        if value is None or not math.isfinite(value):
+            return _fail(trial, "nonfinite_loss", f"{metric} is {value}", started)  # Optuna would COMPLETE +inf
+    trial.set_user_attr("duration_s", round(duration, 3))
     trial.set_user_attr("best_epoch", result.best_epoch)
     trial.set_user_attr("epochs_run", len(result.history))
     trial.set_user_attr("metrics", {k: float(v) for k, v in result.best.items()})
-    return "COMPLETE", float(value)
+    return "COMPLETE", float(values[0]) if len(values) == 1 else [float(v) for v in values]
 
 
 def _release(run) -> None:
@@ -236,29 +251,36 @@ def _fail(trial, reason: str, detail: str, started: float) -> tuple[str, str]:
 
 
 def _write_best(study, study_dir: StudyDir) -> None:
-    try:
-        best = study.best_trial
-    except ValueError:
+    best = pick_best(study)
+    if best is None:
         return
     raw = best.user_attrs.get("config")
     if raw is not None:
-        header = f"# best trial #{best.number} of study '{study.study_name}': {study.user_attrs.get('tunekit.metric')} = {best.value:.6g}\n"
+        names = [o["metric"] for o in study.user_attrs.get("tunekit.objectives") or []] or [study.user_attrs.get("tunekit.metric")]
+        shown = ", ".join(f"{n} = {v:.6g}" for n, v in zip(names, best.values))
+        rule = " (Pareto front member best in the first objective)" if len(best.values) > 1 else ""
+        header = f"# best trial #{best.number} of study '{study.study_name}'{rule}: {shown}\n"
         write_text(study_dir.best_yaml, header + dump_yaml(raw))
 
 
 def _progress_line(done: int, target: int, trial, state: str, outcome: Any, study, metric: str, duration: float, params: dict) -> str:
     shown = " ".join(f"{k}={_short(v)}" for k, v in params.items())
-    if state == "COMPLETE":
+    if state == "COMPLETE" and isinstance(outcome, list):
+        names = [o["metric"] for o in study.user_attrs.get("tunekit.objectives", [])]
+        what = " ".join(f"{n}={v:.4g}" for n, v in zip(names, outcome))
+    elif state == "COMPLETE":
         what = f"{metric}={outcome:.4f}"
     elif state == "FAIL":
         what = f"reason={outcome}"
     else:
         what = f"pruned at epoch {trial.user_attrs.get('pruned_at_epoch', '?')}"
-    try:
-        best = study.best_trial
-        best_text = f"best={best.value:.4f} (#{best.number})"
-    except ValueError:
+    best = pick_best(study)
+    if best is None:
         best_text = "best=-"
+    elif len(best.values) > 1:
+        best_text = f"pareto front: {len(study.best_trials)} trials"
+    else:
+        best_text = f"best={best.value:.4f} (#{best.number})"
     return f"[{done:>{len(str(target))}}/{target}] trial {trial.number:<4} {state:<8} {what:<24} {best_text}  {duration:5.1f}s  {shown}"
 
 
@@ -293,7 +315,7 @@ def prepare_study(config: Config, opts: SearchOptions) -> tuple[Config, SearchSp
     target = opts.trials or config.study.trials
     opts.log(f"study '{study_dir.name}' in {describe_storage(study_dir, opts.storage)}: "
              f"{sum(map(counted, study.get_trials(deepcopy=False)))}/{target} trials done, "
-             f"{config.study.direction} {config.study.metric}")
+             + ", ".join(f"{d} {m}" for m, d in objectives_of(config)))
     return config, space, study_dir
 
 

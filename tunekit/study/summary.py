@@ -33,9 +33,35 @@ def importance(study) -> dict[str, float]:
     if len(complete) < 3 or not any(t.params for t in complete):
         return {}
     try:
-        return {k: float(v) for k, v in optuna.importance.get_param_importances(study).items()}
+        target = None
+        if len(study.directions) > 1:
+            # Importance for the first objective; PED-ANOVA reads its target as lower-is-better.
+            sign = -1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
+            target = lambda t: sign * t.values[0]  # noqa: E731
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # its "low target" reminder: handled by the sign above
+            return {k: float(v) for k, v in optuna.importance.get_param_importances(study, target=target).items()}
     except (ValueError, RuntimeError, ZeroDivisionError):
         return {}  # e.g. every completed trial has the same params
+
+
+def pick_best(study):
+    """The best trial; with several objectives, the Pareto-front member best in the first
+    objective (ties broken by the next), a rule stated in the report. None before any completes."""
+    import optuna
+
+    if len(study.directions) == 1:
+        try:
+            return study.best_trial
+        except ValueError:
+            return None
+    front = study.best_trials
+    if not front:
+        return None
+    signs = [1 if d == optuna.study.StudyDirection.MAXIMIZE else -1 for d in study.directions]
+    return max(front, key=lambda t: tuple(s * v for s, v in zip(signs, t.values)))
 
 
 def summarize(study, storage: str) -> dict[str, Any]:
@@ -46,17 +72,23 @@ def summarize(study, storage: str) -> dict[str, Any]:
     states = Counter(_state(t) for t in trials)
     reasons = Counter(t.user_attrs.get("reason") for t in trials if t.state == optuna.trial.TrialState.FAIL)
     best = None
-    try:
-        bt = study.best_trial
-        best = {"number": bt.number, "value": bt.value, "params": dict(bt.params), "config": bt.user_attrs.get("config"),
-                "metrics": bt.user_attrs.get("metrics"), "best_epoch": bt.user_attrs.get("best_epoch")}
-    except ValueError:
-        pass
+    bt = pick_best(study)
+    if bt is not None:
+        best = {"number": bt.number, "value": bt.value if len(bt.values) == 1 else list(bt.values), "params": dict(bt.params),
+                "config": bt.user_attrs.get("config"), "metrics": bt.user_attrs.get("metrics"), "best_epoch": bt.user_attrs.get("best_epoch")}
+    several = len(study.directions) > 1
+    extra = {}
+    if several:
+        extra = {"objectives": attrs.get("tunekit.objectives"),
+                 "pareto": sorted(t.number for t in study.best_trials),
+                 "best_rule": "the Pareto-front member best in the first objective",
+                 "pruning": "off: Optuna cannot prune a study with several objectives"}
     return {
         "study": study.study_name,
         "storage": storage,
         "metric": attrs.get("tunekit.metric"),
-        "direction": study.direction.name.lower(),
+        **extra,
+        "direction": [d.name.lower() for d in study.directions] if several else study.direction.name.lower(),
         "n_trials": len(trials),
         "states": {s: states.get(s, 0) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")},
         "reasons": dict(reasons.most_common()),
