@@ -77,7 +77,7 @@ TUNEKIT = [sys.executable, "-m", "tunekit"]
 
 def test_two_workers_share_one_study(tmp_path):
     config = tmp_path / "c.yaml"
-    config.write_text(TINY.replace("trials: 3", "trials: 8").replace("epochs: 3", "epochs: 15"))
+    config.write_text(TINY.replace("trials: 3", "trials: 8").replace("epochs: 3", "epochs: 60"))  # ~0.5 s trials: both workers get some
     runs = tmp_path / "runs"
     result = subprocess.run([*TUNEKIT, "search", str(config), "--runs", str(runs), "--workers", "2", "--json"],
                             capture_output=True, text=True, timeout=300)

@@ -52,10 +52,17 @@ def postgres_url():
 
 def test_two_processes_share_a_postgres_study(tmp_path, postgres_url):
     config = tmp_path / "c.yaml"
-    config.write_text(TINY.replace("trials: 3", "trials: 8").replace("epochs: 3", "epochs: 10"))
+    # Trials long enough (~1 s) that the second process, started once the first is training,
+    # arrives while the study still needs trials.
+    config.write_text(TINY.replace("trials: 3", "trials: 8").replace("epochs: 3", "epochs: 150"))
     cmd = [sys.executable, "-m", "tunekit", "search", str(config), "--storage", postgres_url, "--json"]
-    procs = [subprocess.Popen([*cmd, "--runs", str(tmp_path / f"runs{i}")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in range(2)]
+    procs = [subprocess.Popen([*cmd, "--runs", str(tmp_path / "runs0")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)]
+    first_metrics = tmp_path / "runs0" / "tiny" / "trials" / "00000" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while not first_metrics.exists():
+        assert time.time() < deadline and procs[0].poll() is None
+        time.sleep(0.05)
+    procs.append(subprocess.Popen([*cmd, "--runs", str(tmp_path / "runs1")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outs = [p.communicate(timeout=300) for p in procs]
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err
