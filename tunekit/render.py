@@ -72,11 +72,17 @@ def report_table(summary: dict, console: Console, top: int = 10) -> None:
             table.add_row(str(t["number"]), *(_fmt(v) for v in values), _fmt(t.get("best_epoch")), _fmt(t["duration_s"]),
                           *(_fmt(t["params"].get(k)) for k in keys))
         console.print(table)
+    if s.get("history"):
+        console.print(f"best so far, trial by trial: {s['history']}")
     if s.get("importance"):
         console.print("parameter importance (share of the metric's variance):")
         width = max(len(k) for k in s["importance"])
         for k, v in s["importance"].items():
             console.print(f"  {k:<{width}}  {'█' * max(1, round(v * 30)):<30} {v:.2f}")
+    if s.get("advice"):
+        console.print("advice:")
+        for line in s["advice"]:
+            console.print(f"  - {line}")
 
 
 def report_json(summary: dict) -> str:
@@ -118,6 +124,8 @@ def report_markdown(summary: dict, top: int = 10) -> str:
         lines.append("")
     if s.get("importance"):
         lines += ["| parameter | importance |", "|---|---|"] + [f"| {k} | {v:.2f} |" for k, v in s["importance"].items()] + [""]
+    if s.get("advice"):
+        lines += ["**Advice**", ""] + [f"- {a}" for a in s["advice"]] + [""]
     return "\n".join(lines)
 
 

@@ -83,7 +83,7 @@ def summarize(study, storage: str) -> dict[str, Any]:
                  "pareto": sorted(t.number for t in study.best_trials),
                  "best_rule": "the Pareto-front member best in the first objective",
                  "pruning": "off: Optuna cannot prune a study with several objectives"}
-    return {
+    summary = {
         "study": study.study_name,
         "storage": storage,
         "metric": attrs.get("tunekit.metric"),
@@ -96,6 +96,13 @@ def summarize(study, storage: str) -> dict[str, Any]:
         "trials": [trial_row(t) for t in trials],
         "importance": importance(study),
     }
+    from tunekit.study.advice import advise, sparkline
+
+    summary["advice"] = advise(summary, attrs.get("tunekit.space") or {})
+    values = [t["value"] if not isinstance(t["value"], list) else t["value"][0] for t in summary["trials"] if t["state"] == "COMPLETE"]
+    first_direction = summary["direction"][0] if several else summary["direction"]
+    summary["history"] = sparkline(values, first_direction == "maximize")
+    return summary
 
 
 def finite(value: Any) -> bool:
