@@ -358,5 +358,61 @@ def list_(
     _console().print(table)
 
 
+def _templates() -> dict[str, str]:
+    from importlib.resources import files
+
+    folder = files("tunekit") / "templates"
+    return {p.name[: -len(".yaml")]: p.read_text(encoding="utf-8") for p in folder.iterdir() if p.name.endswith(".yaml")}
+
+
+SCHEMA_FILE = "tunekit.schema.json"
+
+
+@app.command()
+@_guarded
+def init(
+    template: Annotated[str, typer.Argument(help="quickstart, cnn, deep, finetune, init, optimizers, regression or schedules.")] = "quickstart",
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write here (and tunekit.schema.json beside it) instead of stdout.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented starter config, with a modeline that gives editors completion.
+
+    Example: tunekit init cnn -o my-cnn.yaml && tunekit validate my-cnn.yaml
+    """
+    from tunekit.errors import UsageError
+    from tunekit.registry import did_you_mean
+
+    templates = _templates()
+    if template not in templates:
+        raise UsageError(f"unknown template '{template}'", did_you_mean(template, list(templates)) or f"choose one of: {', '.join(sorted(templates))}")
+    text = f"# yaml-language-server: $schema={SCHEMA_FILE}\n" + templates[template]
+    if output is None:
+        sys.stdout.write(text)
+        return
+    if output.exists() and not force:
+        raise UsageError(f"{output} exists", "pass --force to overwrite it")
+    from tunekit.runs import write_json, write_text
+
+    write_text(output, text)
+    schema_path = output.parent / SCHEMA_FILE
+    if not schema_path.exists():
+        from tunekit.config.schema import config_schema
+
+        write_json(schema_path, config_schema())
+    _err(f"wrote {output} (and {schema_path.name} for editor completion); next: tunekit validate {output}")
+
+
+@app.command()
+@_guarded
+def schema() -> None:
+    """Print the config's JSON Schema (for editors: yaml-language-server, VS Code, PyCharm).
+
+    Example: tunekit schema > tunekit.schema.json
+    """
+    from tunekit.config.schema import config_schema
+
+    _print_json(config_schema())
+
+
 def main() -> None:
     app()

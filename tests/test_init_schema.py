@@ -1,0 +1,69 @@
+"""`tunekit init` writes configs that validate; `tunekit schema` describes exactly what validates."""
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from tunekit.cli import _templates
+from tunekit.config.load import load_config
+
+TEMPLATES = sorted(_templates())
+
+
+def test_the_issue_templates_exist():
+    assert {"quickstart", "cnn", "schedules", "init", "finetune"} <= set(TEMPLATES)
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_init_writes_a_valid_config_with_a_modeline(cli, tmp_path, template):
+    out = tmp_path / f"{template}.yaml"
+    result = cli("init", template, "-o", out)
+    assert result.exit_code == 0, result.stderr
+    text = out.read_text()
+    assert text.startswith("# yaml-language-server: $schema=tunekit.schema.json\n")
+    assert load_config(str(out)).name == template  # validates (data and checkpoints are checked by test_shipped_configs)
+    assert (tmp_path / "tunekit.schema.json").is_file()
+
+
+def test_init_refuses_to_overwrite_and_knows_its_templates(cli, tmp_path):
+    out = tmp_path / "c.yaml"
+    out.write_text("keep me")
+    assert cli("init", "quickstart", "-o", out).exit_code == 2 and out.read_text() == "keep me"
+    result = cli("init", "quikstart")
+    assert result.exit_code == 2 and "did you mean 'quickstart'?" in result.stderr
+    assert cli("init").stdout.startswith("# yaml-language-server")  # stdout by default
+
+
+@pytest.fixture(scope="module")
+def schema():
+    from typer.testing import CliRunner
+
+    from tunekit.cli import app
+
+    return json.loads(CliRunner().invoke(app, ["schema"]).stdout)
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_schema_accepts_every_template(schema, template):
+    from tunekit.config.yaml_io import parse_yaml
+
+    # YAML 1.2, as editors read it (PyYAML's safe_load would make `1e-3` a string).
+    jsonschema.validate(parse_yaml(_templates()[template]).data, schema)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"data": {"name": "digts"}},
+        {"data": {"name": "digits"}, "optimizer": {"name": "adam", "momentum": 0.9}},
+        {"data": {"name": "digits"}, "train": {"epochs": True}},
+        {"data": {"name": "digits"}, "trian": {}},
+        {"data": {"name": "digits"}, "search": {"optimizer.lr": {"lo": 1}}},
+        {"model": {"name": "mlp"}},
+    ],
+)
+def test_schema_rejects_what_validation_rejects(schema, bad):
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)
