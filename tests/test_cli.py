@@ -195,3 +195,24 @@ def test_corrupt_best_yaml_is_regenerated_from_the_study(cli, write_config, runs
     result = cli("train", "--best", "--study", "tiny", "--runs", runs, "--json")
     assert result.exit_code == 0, result.stderr
     assert yaml.safe_load((runs / "tiny" / "best.yaml").read_text())["data"] == {"name": "iris"}
+
+
+def test_dry_run_steps_once_and_writes_nothing(cli, write_config, runs):
+    result = cli("search", write_config(), "--runs", runs, "--dry-run", "--json")
+    assert result.exit_code == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["dry_run"]["batch"] == 32 and info["dry_run"]["loss"] > 0 and info["dry_run"]["device"] == "cpu"
+    assert 1e-3 <= info["sample"]["optimizer"]["lr"] <= 1e-1 and "search" not in info["sample"]
+    assert not runs.exists()
+    text = cli("validate", write_config())
+    assert "one sampled trial config:" in text.stdout and "optimizer:" in text.stdout
+
+
+def test_train_with_several_seeds(cli, write_config, runs):
+    result = cli("train", write_config(), "--runs", runs, "--seeds", "3", "--json")
+    assert result.exit_code == 0, result.stderr
+    out = json.loads(result.stdout)
+    acc = out["seeds"]["metrics"]["test_accuracy"]
+    assert out["seeds"]["seeds"] == [0, 1, 2] and len(acc["values"]) == 3
+    assert min(acc["values"]) <= acc["mean"] <= max(acc["values"]) and acc["std"] >= 0
+    assert (runs / "tiny" / "train" / "seeds.json").is_file() and (runs / "tiny" / "train" / "seeds" / "2" / "model.pt").is_file()

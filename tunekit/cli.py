@@ -155,6 +155,7 @@ def search(
     set_: SetOpt = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Archive the existing study and start anew.")] = False,
     repair: Annotated[bool, typer.Option("--repair", help="Back up and repair a journal with a torn last line.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate, show the space and a sampled trial, run one batch forward/backward; write nothing.")] = False,
     json_: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress lines.")] = False,
     allow_plugin: PluginOpt = None,
@@ -172,6 +173,15 @@ def search(
     allow_plugins(allow_plugin)
     cfg = load_config(config, set_)
     device_list = _parse_devices(devices)
+    if dry_run:
+        from tunekit.preflight import preflight
+
+        info = preflight(cfg, step=True, device=device_list[0] if device_list else None)
+        if json_:
+            _print_json(info)
+        else:
+            _render_preflight(config, info)
+        return
     opts = SearchOptions(runs=runs, study=study, trials=trials, timeout_s=_parse_timeout(timeout), storage=storage,
                          device=device_list[0] if device_list else None, devices=device_list, workers=workers,
                          fresh=fresh, repair=repair, quiet=quiet,
@@ -200,6 +210,7 @@ def train(
     study: Annotated[Optional[str], typer.Option("--study", help="Study whose best trial to train.")] = None,
     runs: RunsOpt = Path("runs"),
     storage: Annotated[Optional[str], typer.Option("--storage", help="Database URL the study lives in.")] = None,
+    seeds: Annotated[int, typer.Option("--seeds", min=1, help="Train K times with different seeds; report mean ± std of each test metric.")] = 1,
     pick: Annotated[Optional[int], typer.Option("--pick", min=0, help="With --best: train this completed trial instead (e.g. another Pareto-front member).")] = None,
     epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="Train this many epochs instead of train.epochs.")] = None,
     set_: SetOpt = None,
@@ -215,7 +226,7 @@ def train(
     """
     from tunekit.config.load import load_config, parse_overrides
     from tunekit.errors import UsageError
-    from tunekit.retrain import best_config, train_config
+    from tunekit.retrain import best_config, train_seeds
     from tunekit.runs import StudyDir, most_recent_study
     from tunekit.study.search import trial_seed
 
@@ -234,12 +245,12 @@ def train(
 
             cfg = validate_document(Document(cfg.raw, {}, cfg.source), parse_overrides(set_))
         _err(f"training {'trial' if pick is not None else 'the best trial'} #{number} of study '{study_dir.name}'")
-        result = train_config(cfg, study_dir.best_dir, seed=trial_seed(cfg.seed, number), epochs=epochs, log=log)
+        result = train_seeds(cfg, study_dir.best_dir, first_seed=trial_seed(cfg.seed, number), seeds=seeds, epochs=epochs, log=log)
     else:
         cfg = load_config(config, set_)
         name = cfg.name or (Path(config).stem if config != "-" else "config")
         out = StudyDir(runs, name).path / "train"
-        result = train_config(cfg, out, seed=cfg.seed, epochs=epochs, log=log)
+        result = train_seeds(cfg, out, first_seed=cfg.seed, seeds=seeds, epochs=epochs, log=log)
     if json_:
         _print_json(result)
     else:
@@ -294,34 +305,33 @@ def validate(
 
     Example: tunekit validate configs/quickstart.yaml
     """
-    from tunekit.build import check_buildable, parameter_count
     from tunekit.config.load import load_config
     from tunekit.config.sections import allow_plugins
-    from tunekit.space import SearchSpace
+    from tunekit.preflight import preflight
 
     allow_plugins(allow_plugin)
-    from tunekit.study.components import build_sampler_and_pruner
-
-    cfg = check_buildable(load_config(config, set_))
-    space, _ = SearchSpace.parse(cfg)
-    build_sampler_and_pruner(cfg, space)
-    info = {
-        "valid": True,
-        "metric": cfg.study.metric,
-        "direction": cfg.study.direction,
-        "params": parameter_count(cfg),
-        "space": [{"key": p.key, "type": p.kind, "range": p.describe()} for p in space],
-        "space_size": space.size(),
-    }
+    info = preflight(load_config(config, set_))
     if json_:
         _print_json(info)
-        return
+    else:
+        _render_preflight(config, info)
+
+
+def _render_preflight(config: str, info: dict) -> None:
+    from tunekit.config.yaml_io import dump_yaml
+
     out = _console()
-    out.print(f"{config}: valid; {info['direction']} {info['metric']}; model has {info['params']:,} parameters")
+    goal = ", ".join(f"{o['direction']} {o['metric']}" for o in info["objectives"]) if info.get("objectives") else f"{info['direction']} {info['metric']}"
+    out.print(f"{config}: valid; {goal}; model has {info['params']:,} parameters")
     for p in info["space"]:
         out.print(f"  {p['key']:<28} {p['type']:<12} {p['range']}")
-    if space.params:
+    if info["space"]:
         out.print(f"  search space size: {info['space_size'] if info['space_size'] else 'continuous'}")
+        out.print("one sampled trial config:")
+        out.print("  " + dump_yaml(info["sample"]).rstrip().replace("\n", "\n  "), markup=False)
+    if "dry_run" in info:
+        d = info["dry_run"]
+        out.print(f"dry run: one step on a batch of {d['batch']} on {d['device']}: loss {d['loss']:.4f} in {d['seconds'] * 1000:.1f} ms; nothing written")
 
 
 @app.command("list")
@@ -340,21 +350,25 @@ def list_(
     from tunekit.study.storage import describe_storage, load_study
     from tunekit.study.summary import summarize
 
+    from tunekit.study.liveness import live_workers
+
     rows = []
     for path in list_studies(runs):
         d = StudyDir(runs, path.name)
-        s = summarize(load_study(d), describe_storage(d, None))
+        study = load_study(d)
+        s = summarize(study, describe_storage(d, None))
         rows.append({"study": s["study"], "n_trials": s["n_trials"], "states": s["states"], "metric": s["metric"],
-                     "best": s["best"]["value"] if s["best"] else None})
+                     "best": s["best"]["value"] if s["best"] else None, "running_workers": live_workers(study)})
     if json_:
         _print_json(rows)
         return
     table = Table(show_edge=False)
-    for col in ("study", "trials", "complete", "failed", "metric", "best"):
+    for col in ("study", "trials", "complete", "failed", "metric", "best", "running"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["study"], str(r["n_trials"]), str(r["states"]["COMPLETE"]), str(r["states"]["FAIL"]), str(r["metric"]),
-                      "-" if r["best"] is None else f"{r['best']:.4f}")
+        best = "-" if r["best"] is None else (f"{r['best']:.4f}" if isinstance(r["best"], float) else str(r["best"]))
+        running = f"{len(r['running_workers'])} worker(s)" if r["running_workers"] else "-"
+        table.add_row(r["study"], str(r["n_trials"]), str(r["states"]["COMPLETE"]), str(r["states"]["FAIL"]), str(r["metric"]), best, running)
     _console().print(table)
 
 

@@ -137,4 +137,8 @@ def train_table(result: dict, console: Console) -> None:
     for k, v in result["metrics"].items():
         table.add_row(k, f"{v:.4f}")
     console.print(table)
+    if "seeds" in result:
+        console.print(f"over {len(result['seeds']['seeds'])} seeds (mean ± std):")
+        for k, v in result["seeds"]["metrics"].items():
+            console.print(f"  {k} = {v['mean']:.4f} ± {v['std']:.4f}")
     console.print(f"checkpoint: {result['checkpoint']}")

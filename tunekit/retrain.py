@@ -84,6 +84,30 @@ def train_config(config: Config, out_dir: Path, *, seed: int, epochs: int | None
     return summary
 
 
+def train_seeds(config: Config, out_dir: Path, *, first_seed: int, seeds: int, epochs: int | None = None,
+                device: str | None = None, log: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
+    """Train once per seed: the first run fills `out_dir` (its checkpoint is the one kept), the others
+    `out_dir/seeds/<seed>/`. With several seeds the result adds each test metric's mean and std,
+    which says how much of a difference between two configs is luck."""
+    import statistics
+
+    runs = []
+    for i in range(seeds):
+        seed = first_seed + i
+        if seeds > 1:
+            log(f"seed {seed} ({i + 1}/{seeds})")
+        runs.append(train_config(config, out_dir if i == 0 else out_dir / "seeds" / str(seed), seed=seed, epochs=epochs, device=device, log=log))
+    result = dict(runs[0])
+    if seeds > 1:
+        per_metric = {k: [r["metrics"][k] for r in runs] for k in runs[0]["metrics"] if k.startswith("test_")}
+        result["seeds"] = {
+            "seeds": [first_seed + i for i in range(seeds)],
+            "metrics": {k: {"mean": statistics.fmean(v), "std": statistics.stdev(v), "values": v} for k, v in per_metric.items()},
+        }
+        write_json(out_dir / "seeds.json", result["seeds"])
+    return result
+
+
 def best_config(study_dir: StudyDir, storage_url: str | None = None, pick: int | None = None) -> tuple[Config, int]:
     """The best trial's config and number: from best.yaml, regenerated from the study if it is missing or corrupt.
     `pick` takes another completed trial instead (a Pareto front member, say)."""

@@ -132,3 +132,17 @@ def test_threads_split_the_cores():
     from tunekit.study.workers import threads_per_worker
 
     assert threads_per_worker(2, cores=2) == 1 and threads_per_worker(1, cores=16) == 16 and threads_per_worker(4, cores=2) == 1
+
+
+def test_live_workers_are_those_with_a_fresh_heartbeat():
+    import optuna
+
+    from tunekit.study.liveness import HOST, live_workers
+
+    study = optuna.create_study()
+    alive, gone = study.ask(), study.ask()
+    alive.set_user_attr("worker", f"{HOST}:{os.getpid()}")
+    alive.set_user_attr("heartbeat", time.time())
+    gone.set_user_attr("worker", "elsewhere:1")
+    gone.set_user_attr("heartbeat", time.time() - 3600)
+    assert live_workers(study) == [f"{HOST}:{os.getpid()}"]

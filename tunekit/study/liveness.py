@@ -102,3 +102,11 @@ def counted(trial) -> bool:
     if trial.state == optuna.trial.TrialState.WAITING:
         return False
     return not (trial.state == optuna.trial.TrialState.FAIL and trial.user_attrs.get("reason") in RETRIED_REASONS)
+
+
+def live_workers(study) -> list[str]:
+    """Workers running a trial of this study right now (their heartbeat is fresh)."""
+    import optuna
+
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    return sorted({t.user_attrs["worker"] for t in running if "worker" in t.user_attrs and not is_dead(t)})
