@@ -37,7 +37,7 @@ def one_step(config: Config, device: str | None = None) -> dict[str, Any]:
     run.optimizer.step()
     if run.device.type == "cuda":
         torch.cuda.synchronize()
-    return {"device": str(run.device), "batch": len(xb), "loss": float(loss), "seconds": round(time.perf_counter() - started, 4)}
+    return {"device": str(run.device), "batch": len(xb), "loss": float(loss.detach()), "seconds": round(time.perf_counter() - started, 4)}
 
 
 def preflight(config: Config, *, step: bool = False, device: str | None = None) -> dict[str, Any]:
