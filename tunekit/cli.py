@@ -372,6 +372,58 @@ def list_(
     _console().print(table)
 
 
+@app.command("lr-find")
+@_guarded
+def lr_find(
+    config: ConfigArg,
+    lr_min: Annotated[float, typer.Option("--min", help="Lowest learning rate of the sweep.")] = 1e-7,
+    lr_max: Annotated[float, typer.Option("--max", help="Highest learning rate of the sweep.")] = 10.0,
+    steps: Annotated[int, typer.Option("--steps", min=10, help="Batches in the sweep.")] = 100,
+    runs: RunsOpt = Path("runs"),
+    set_: SetOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Learning-rate range test: sweep the lr exponentially and suggest an lr and a search range.
+
+    The model and optimizer are restored afterwards; the curve goes to runs/<name>/lr_find.csv.
+
+    Example: tunekit lr-find configs/quickstart.yaml --set optimizer.name=sgd
+    """
+    from tunekit.build import build_run, check_buildable, resolve_device
+    from tunekit.config.load import load_config
+    from tunekit.errors import UsageError
+    from tunekit.lr_find import lr_range_test
+    from tunekit.runs import StudyDir, write_text
+
+    if not 0 < lr_min < lr_max:
+        raise UsageError(f"--min {lr_min} and --max {lr_max}: need 0 < min < max", "e.g. --min 1e-6 --max 1")
+    cfg = check_buildable(load_config(config, set_))
+    run = build_run(cfg, resolve_device(cfg.train.device), cfg.seed)
+    curve = lr_range_test(run, lr_min, lr_max, steps, seed=cfg.seed)
+    try:
+        suggested, low, high = curve.suggestion()
+    except ValueError as exc:
+        raise UsageError(f"lr-find: {exc}") from None
+    name = cfg.name or (Path(config).stem if config != "-" else "config")
+    csv_path = StudyDir(runs, name).path / "lr_find.csv"
+    write_text(csv_path, "lr,loss,smoothed_loss\n" + "".join(f"{a:.6g},{b:.6g},{c:.6g}\n" for a, b, c in zip(curve.lrs, curve.losses, curve.smoothed)))
+    result = {"suggested_lr": suggested, "search_range": [low, high], "diverged_at": curve.diverged_at,
+              "steps": len(curve.lrs), "csv": str(csv_path)}
+    if json_:
+        _print_json(result)
+        return
+    from tunekit.render import text_plot
+
+    out = _console()
+    # Plot up to the starting loss: the final blow-up would flatten everything else.
+    shown = [(lr, y) for lr, y in zip(curve.lrs, curve.smoothed) if y <= 1.2 * curve.smoothed[0]]
+    out.print(text_plot([x for x, _ in shown], [y for _, y in shown], mark=suggested), markup=False)
+    out.print(f"suggested lr: {suggested:.3g} (a tenth of where the smoothed loss bottoms out)"
+              + (f"; the loss diverged at {curve.diverged_at:.3g}" if curve.diverged_at else ""))
+    out.print(f"search range: optimizer.lr: {{low: {low:.2g}, high: {high:.2g}, log: true}}")
+    out.print(f"curve: {csv_path}")
+
+
 def _templates() -> dict[str, str]:
     from importlib.resources import files
 

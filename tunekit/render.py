@@ -142,3 +142,28 @@ def train_table(result: dict, console: Console) -> None:
         for k, v in result["seeds"]["metrics"].items():
             console.print(f"  {k} = {v['mean']:.4f} ± {v['std']:.4f}")
     console.print(f"checkpoint: {result['checkpoint']}")
+
+
+def text_plot(xs: list[float], ys: list[float], width: int = 60, height: int = 12, mark: float | None = None) -> str:
+    """A log-x line plot in text, for terminals: the lr-find curve."""
+    import math
+
+    if not xs:
+        return ""
+    lx = [math.log10(x) for x in xs]
+    x0, x1 = min(lx), max(lx)
+    y0, y1 = min(ys), max(ys)
+    grid = [[" "] * width for _ in range(height)]
+    for x, y in zip(lx, ys):
+        col = int((x - x0) / ((x1 - x0) or 1) * (width - 1))
+        row = height - 1 - int((y - y0) / ((y1 - y0) or 1) * (height - 1))
+        grid[row][col] = "•"
+    if mark is not None:
+        col = int((math.log10(mark) - x0) / ((x1 - x0) or 1) * (width - 1))
+        for row in grid:
+            if row[col] == " ":
+                row[col] = "│"
+    lines = [f"{y1:9.3g} ┤" + "".join(grid[0])] + ["          │" + "".join(r) for r in grid[1:-1]] + [f"{y0:9.3g} ┤" + "".join(grid[-1])]
+    lines.append("          └" + "─" * width)
+    lines.append(f"           {xs[0]:<.0e}" + " " * max(1, width - 14) + f"{xs[-1]:.0e}  (lr, log scale)")
+    return "\n".join(lines)
