@@ -216,3 +216,28 @@ def test_train_with_several_seeds(cli, write_config, runs):
     assert out["seeds"]["seeds"] == [0, 1, 2] and len(acc["values"]) == 3
     assert min(acc["values"]) <= acc["mean"] <= max(acc["values"]) and acc["std"] >= 0
     assert (runs / "tiny" / "train" / "seeds.json").is_file() and (runs / "tiny" / "train" / "seeds" / "2" / "model.pt").is_file()
+
+
+def test_html_report_is_self_contained(cli, write_config, runs, tmp_path):
+    assert cli("search", write_config(), "--runs", runs).exit_code == 0
+    page = tmp_path / "report.html"
+    result = cli("report", "--runs", runs, "--html", page, "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    text = page.read_text()
+    for title in ("Optimization history", "Parameter importance", "Slice", "Parallel coordinates"):
+        assert f"<h2>{title}" in text
+    assert "<script src=" not in text and text.count("Plotly.newPlot") >= 3  # plotly.js inlined once, nothing fetched
+    assert json.loads(result.stdout)["study"] == "tiny"  # --html comes on top of the chosen format
+    import os
+    import stat
+
+    assert stat.S_IMODE(os.stat(page).st_mode) & 0o044  # readable by others, like any file (not mkstemp's 0600)
+
+
+def test_html_without_plotly_says_what_to_install(cli, write_config, runs, tmp_path, monkeypatch):
+    import sys
+
+    assert cli("search", write_config(), "--runs", runs).exit_code == 0
+    monkeypatch.setitem(sys.modules, "plotly", None)  # as if the extra were not installed
+    result = cli("report", "--runs", runs, "--html", tmp_path / "r.html")
+    assert result.exit_code == 4 and "--html needs plotly (hint: pip install 'tunekit[plots]')" in result.stderr

@@ -267,6 +267,7 @@ def report(
     storage: Annotated[Optional[str], typer.Option("--storage", help="Database URL the study lives in.")] = None,
     format_: Annotated[str, typer.Option("--format", help="table, json, csv or markdown.")] = "table",
     top: Annotated[int, typer.Option("--top", min=1, help="How many of the best trials to list.")] = 10,
+    html_file: Annotated[Optional[Path], typer.Option("--html", help="Also write a self-contained HTML page with plots (needs tunekit[plots]).")] = None,
 ) -> None:
     """Show what a study learned: best trial, top trials, failures and parameter importance.
 
@@ -284,7 +285,13 @@ def report(
 
         raise UsageError(f"unknown --format '{format_}'", did_you_mean(format_, formats) or f"choose one of: {', '.join(formats)}")
     study_dir = StudyDir(runs, study or most_recent_study(runs))
-    summary = summarize(load_study(study_dir, storage), describe_storage(study_dir, storage))
+    loaded = load_study(study_dir, storage)
+    summary = summarize(loaded, describe_storage(study_dir, storage))
+    if html_file is not None:
+        from tunekit.study.html_report import write_html
+
+        write_html(loaded, summary, html_file)
+        _err(f"wrote {html_file}")
     if format_ == "table":
         report_table(summary, _console(), top=top)
     else:

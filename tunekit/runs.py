@@ -16,6 +16,16 @@ from typing import Any, Callable
 
 from tunekit.errors import StateError, UsageError
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates files 0600; a runs folder is shared with colleagues and dashboards, so written
+# files get the permissions a plain open() would give them.
+FILE_MODE = 0o666 & ~_current_umask()
+
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 JOURNAL = "optuna.journal"
 
@@ -62,6 +72,7 @@ def write_atomic(path: Path, write: Callable[[Any], None], binary: bool = False)
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException as exc:
         with _suppress():
