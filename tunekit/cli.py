@@ -158,6 +158,7 @@ def search(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate, show the space and a sampled trial, run one batch forward/backward; write nothing.")] = False,
     json_: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress lines.")] = False,
+    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Also a line per epoch of every trial.")] = False,
     allow_plugin: PluginOpt = None,
 ) -> None:
     """Run or resume an Optuna study: each trial trains a model from the config plus sampled values.
@@ -184,7 +185,7 @@ def search(
         return
     opts = SearchOptions(runs=runs, study=study, trials=trials, timeout_s=_parse_timeout(timeout), storage=storage,
                          device=device_list[0] if device_list else None, devices=device_list, workers=workers,
-                         fresh=fresh, repair=repair, quiet=quiet,
+                         fresh=fresh, repair=repair, quiet=quiet, verbose=verbose and not quiet,
                          config_name=None if config == "-" else Path(config).stem,
                          log=(lambda line: None) if quiet else _err)
     name = study_name_for(cfg, opts)

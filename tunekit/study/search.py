@@ -57,6 +57,7 @@ class SearchOptions:
     devices: list[str] | None = None  # --devices: worker i trains on devices[i % len]
     threads: int | None = None  # torch threads per worker (default: train.threads, else cores // workers)
     quiet: bool = False
+    verbose: bool = False  # a line per epoch
     config_name: str | None = None  # the file stem, the last fallback for the study name
     log: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr))
 
@@ -183,6 +184,10 @@ def _run_trial(trial, config: Config, space: SearchSpace, study_dir: StudyDir, o
     def on_epoch(record) -> None:
         append_jsonl(metrics_path, record.to_json())
         value = record.metrics.get(monitor)
+        if opts.verbose:
+            m = record.metrics
+            opts.log(f"  trial {trial.number} epoch {record.epoch:>3}  train_loss={m['train_loss']:.4f}  "
+                     f"{monitor}={m.get(monitor, float('nan')):.4f}  lr={m['lr']:.3g}  grad_norm={m['grad_norm']:.3g}")
         # Optuna cannot prune a study with several objectives (trial.report raises there).
         if value is not None and math.isfinite(value) and len(objectives) == 1:
             trial.report(value, record.epoch)
