@@ -69,6 +69,17 @@ def _guarded(fn: Callable) -> Callable:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             raise typer.Exit(0) from None
+        except OSError as exc:
+            import errno
+
+            if exc.errno != errno.ENOSPC:
+                if _state["debug"]:
+                    raise
+                _err(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
+                raise typer.Exit(1) from None
+            _err(f"error: disk full{f' writing {exc.filename}' if exc.filename else ''}; files written so far are intact "
+                 "(hint: free space, then rerun the same command; `--repair` mends a torn journal)")
+            raise typer.Exit(5) from None
         except typer.Exit:
             raise
         except Exception as exc:

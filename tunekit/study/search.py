@@ -12,6 +12,7 @@ retried, and propagate so the CLI can exit 130/143 with a resume command.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -31,6 +32,7 @@ from tunekit.config.yaml_io import dump_yaml
 from tunekit.errors import AllTrialsFailed, StateError
 from tunekit.runs import StudyDir, append_jsonl, write_text
 from tunekit.space import SearchSpace
+from tunekit.study import faults
 from tunekit.study.liveness import counted
 from tunekit.study.storage import describe_storage, open_storage
 from tunekit.study.summary import pick_best, summarize
@@ -195,7 +197,10 @@ def _run_trial(trial, config: Config, space: SearchSpace, study_dir: StudyDir, o
                 raise _Pruned(record.epoch)
         if deadline is not None and time.monotonic() > deadline:
             raise _TimedOut(record.epoch)  # --timeout bounds the running trial too, at its next epoch
+        if faults_planned:
+            faults.fire(trial.number, record.epoch, run.model)
 
+    faults_planned = bool(os.environ.get("TUNEKIT_FAULT"))
     run = None
     try:
         device = resolve_device(opts.device or trial_config.train.device)
@@ -213,6 +218,10 @@ def _run_trial(trial, config: Config, space: SearchSpace, study_dir: StudyDir, o
         return _fail(trial, exc.reason, str(exc), started)
     except KeyboardInterrupt:
         raise
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise  # a full disk is the study's problem, not this trial's: stop, don't fail every trial after
+        return _fail(trial, "error", f"{type(exc).__name__}: {exc}", started)
     except Exception as exc:
         reason = "oom" if "out of memory" in str(exc).lower() else "error"
         detail = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
@@ -375,12 +384,18 @@ def work(config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOp
             trial = study.ask()
         started = time.perf_counter()
         try:
-            with Heartbeat(study, trial._trial_id):
+            with Heartbeat(study, trial._trial_id), _alarm(deadline):
                 state, outcome = _run_trial(trial, config, space, study_dir, opts, deadline)
         except KeyboardInterrupt:
             trial.set_user_attr("reason", "interrupted")
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
+            raise
+        except BaseException:
+            # Whatever escaped (a full disk, a storage error): never leave the trial RUNNING.
+            with contextlib.suppress(Exception):
+                trial.set_user_attr("reason", "error")
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
             raise
         if state == "COMPLETE":
             study.tell(trial, outcome)
@@ -390,6 +405,29 @@ def work(config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOp
         finished = sum(1 for t in study.get_trials(deepcopy=False) if counted(t) and t.state.is_finished())
         opts.log(label + _progress_line(finished, target, trial, state, outcome, study, config.study.metric,
                                         time.perf_counter() - started, space.values_from(trial.params)))
+
+
+ALARM_GRACE_S = 2.0
+
+
+@contextlib.contextmanager
+def _alarm(deadline: float | None):
+    """Stop a trial stuck inside an epoch (the epoch-end check never comes) shortly after --timeout.
+    SIGALRM works in the main thread only; elsewhere the epoch-end check is all there is."""
+    if deadline is None or not _main_thread():
+        yield
+        return
+
+    def expired(signum, frame):
+        raise _TimedOut("mid-epoch")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, max(0.01, deadline - time.monotonic() + ALARM_GRACE_S))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def run_search(config: Config, opts: SearchOptions) -> dict[str, Any]:
