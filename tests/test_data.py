@@ -57,7 +57,7 @@ def test_csv_with_string_labels(tmp_path):
         ("", {"target": "y"}, "data file is empty"),
         ("a,y\n1,0\n2,1\n", {"target": "z"}, "no column 'z'"),
         ("a,y\nx,0\n2,1\n", {"target": "y"}, "a feature value is not a number"),
-        ("a,y\n" + "nan,0\n1,1\n" * 10, {"target": "y"}, "features contain"),
+        ("a,y\n" + "nan,0\n1,1\n" * 10, {"target": "y"}, "values in 10 row.s. of the features"),
         ("a,y\n" + "1,0\n" * 20, {"target": "y"}, "at least 2 classes"),
     ],
 )

@@ -237,7 +237,7 @@ class Split:
 def _check_finite(name: str, arr: np.ndarray) -> None:
     if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
         bad = int((~np.isfinite(arr)).any(axis=tuple(range(1, arr.ndim))).sum()) if arr.ndim > 1 else int((~np.isfinite(arr)).sum())
-        raise DataError(f"{name} contains NaN or infinite values in {bad} row(s)", "clean or impute the data first")
+        raise DataError(f"NaN or infinite values in {bad} row(s) of the {name}", "clean or impute the data first")
 
 
 def prepare(raw: RawData, val_fraction: float, test_fraction: float, standardize: bool, seed: int) -> Split:

@@ -311,6 +311,12 @@ def prepare_study(config: Config, opts: SearchOptions) -> tuple[Config, SearchSp
     study_dir = StudyDir(opts.runs, study_name_for(config, opts))
     config = check_buildable(config)
     space, problems = SearchSpace.parse(config)
+    target = opts.trials or config.study.trials
+    if not problems and len(space) == 0 and target > 1:
+        from tunekit.errors import Problem
+
+        problems = [Problem("search", f"has no entries, so all {target} trials would train the same config",
+                            hint="add entries such as optimizer.lr: {low: 1e-4, high: 1e-1, log: true}, or use `tunekit train CONFIG`")]
     if problems:
         from tunekit.errors import ConfigError
 
@@ -326,7 +332,6 @@ def prepare_study(config: Config, opts: SearchOptions) -> tuple[Config, SearchSp
     study = _open_study(config, space, study_dir, opts)
     if not study_dir.config.exists():
         write_text(study_dir.config, dump_yaml(config.raw))
-    target = opts.trials or config.study.trials
     opts.log(f"study '{study_dir.name}' in {describe_storage(study_dir, opts.storage)}: "
              f"{sum(map(counted, study.get_trials(deepcopy=False)))}/{target} trials done, "
              + ", ".join(f"{d} {m}" for m, d in objectives_of(config)))
