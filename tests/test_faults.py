@@ -34,7 +34,7 @@ def test_sigint_mid_trial_exits_130_and_the_rerun_completes(tmp_path):
     assert after["states"] == {"COMPLETE": 4, "PRUNED": 0, "FAIL": 1, "RUNNING": 0}  # 4 counted + the interrupted one
 
 
-@pytest.mark.parametrize("action, reason", [("raise", "error"), ("nan", "nonfinite_loss")])
+@pytest.mark.parametrize("action, reason", [("raise", "error"), ("nan", "nonfinite_loss"), ("oom", "oom")])
 def test_a_failing_trial_fails_alone(cli, write_config, runs, monkeypatch, action, reason):
     monkeypatch.setenv("TUNEKIT_FAULT", f"1:2:{action}")
     result = cli("search", write_config(), "--runs", runs, "--json")

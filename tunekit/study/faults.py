@@ -2,6 +2,7 @@
 
 TUNEKIT_FAULT="TRIAL:EPOCH:ACTION[,TRIAL:EPOCH:ACTION...]" with ACTION one of
   raise    the trial raises RuntimeError (a bug in user code, say)
+  oom      the trial raises torch.cuda.OutOfMemoryError, as a GPU out of memory does
   nan      the model's weights become NaN (the next epoch's loss is not finite)
   hang     the trial sleeps for an hour (for --timeout and signal tests)
   sigint / sigterm / sigkill   the worker process sends itself that signal
@@ -14,7 +15,7 @@ import os
 import signal
 import time
 
-ACTIONS = {"raise", "nan", "hang", "sigint", "sigterm", "sigkill"}
+ACTIONS = {"raise", "oom", "nan", "hang", "sigint", "sigterm", "sigkill"}
 
 
 def planned() -> dict[tuple[int, int], str]:
@@ -34,6 +35,10 @@ def fire(trial: int, epoch: int, model) -> None:
         return
     if action == "raise":
         raise RuntimeError(f"injected fault in trial {trial} at epoch {epoch}")
+    if action == "oom":
+        import torch
+
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (injected)")
     if action == "nan":
         import torch
 
