@@ -83,7 +83,8 @@ class _ReluWatch:
         self.handles = [m.register_forward_hook(self._hook) for m in model.modules() if isinstance(m, nn.ReLU)]
 
     def _hook(self, module, inputs, out):
-        fired = (out > 0).transpose(0, 1).reshape(out.shape[1], -1).any(dim=1)
+        # A unit fired if its largest output over the batch is positive: one reduction, no boolean matrix.
+        fired = (out.amax(dim=0) if out.dim() == 2 else out.transpose(0, 1).flatten(1).amax(dim=1)) > 0
         key = id(module)
         self.alive[key] = self.alive[key] | fired if key in self.alive else fired
 
@@ -164,6 +165,11 @@ def fit(
     stop_metric = (stopping.metric if stopping and stopping.metric else monitor)
     stop_direction = direction if stop_metric == monitor else ("maximize" if stop_metric.endswith(("accuracy", "r2")) else "minimize")
 
+    # Decided once, not per step: the step loop is the hot path of every trial.
+    amp = _autocast(run)
+    step_schedule = run.schedule.interval == "step"
+    clip_norm, clip_value = (clip.norm, clip.value) if clip else (None, None)
+
     history: list[EpochRecord] = []
     best_value, best_epoch, best_state, best_metrics = None, 0, None, {}
     stop_best, stale, vanishing_streak = None, 0, 0
@@ -172,11 +178,10 @@ def fit(
         started = time.perf_counter()
         perm = torch.randperm(n, device=run.device, generator=generator)
         loss_sum = torch.zeros((), device=run.device)
-        grad_norm = torch.zeros((), device=run.device)
         for step in range(n_steps):
             idx = perm[step * bs : (step + 1) * bs] if step < n_steps - 1 else perm[step * bs :]
             xb, yb = X[idx], y[idx]
-            with _autocast(run):
+            with amp:
                 loss = run.loss_fn(forward(xb).float(), yb)
             opt.zero_grad(set_to_none=True)
             if scaler:
@@ -184,10 +189,10 @@ def fit(
                 scaler.unscale_(opt)
             else:
                 loss.backward()
-            if clip and clip.norm:
-                grad_norm = nn.utils.clip_grad_norm_(model.parameters(), clip.norm)
-            elif clip and clip.value:
-                nn.utils.clip_grad_value_(model.parameters(), clip.value)
+            if clip_norm:
+                nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+            elif clip_value:
+                nn.utils.clip_grad_value_(model.parameters(), clip_value)
             if step == n_steps - 1:
                 layer_norms = _layer_grad_norms(model)  # before the step: what this epoch's last batch produced
             if scaler:
@@ -195,8 +200,9 @@ def fit(
                 scaler.update()
             else:
                 opt.step()
-            run.schedule.after_step()
-            loss_sum += loss.detach() * len(idx)
+            if step_schedule:
+                run.schedule.after_step()
+            loss_sum.add_(loss.detach(), alpha=len(idx))
 
         # One host sync per epoch: everything above stayed on the device.
         train_loss = float(loss_sum) / n
