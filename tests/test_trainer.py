@@ -133,3 +133,9 @@ def test_gradient_clipping_by_value_bounds_each_component():
     before = run.model.head.weight.detach().clone()
     fit(run, seed=0, monitor="val_loss", direction="minimize")
     assert float((run.model.head.weight.detach() - before).abs().max()) <= 1e-4 * (1 + 1e-3)  # one full-batch step of lr x clip (float32)
+
+
+def test_bf16_autocast_trains_on_cpu():
+    run, _ = make_run("data: {name: digits}\nmodel: {name: mlp, hidden: [64]}\noptimizer: {name: adam, lr: 0.003}\ntrain: {epochs: 4, precision: bf16}\n")
+    result = fit(run, seed=0, monitor="val_accuracy", direction="maximize")
+    assert result.best["val_accuracy"] > 0.8 and all(p.dtype == torch.float32 for p in run.model.parameters())  # weights stay fp32

@@ -85,6 +85,8 @@ def test_two_workers_share_one_study(tmp_path):
     summary = json.loads(result.stdout)
     numbers = [t["number"] for t in summary["trials"]]
     assert sorted(numbers) == list(range(8)) and summary["states"]["COMPLETE"] == 8  # exactly the total, no overshoot
+    lrs = [t["params"]["optimizer.lr"] for t in summary["trials"]]
+    assert len(set(lrs)) == 8  # workers draw different trials (identically seeded samplers would repeat each other)
     assert "started 2 workers x 1 thread(s)" in result.stderr and "[w0]" in result.stderr and "[w1]" in result.stderr
     from optuna.storages.journal import JournalFileBackend, JournalStorage
     import optuna

@@ -153,8 +153,9 @@ def patient(patience: int = 3, min_delta: float = 0.0, wrapped: Literal["none", 
     return optuna.pruners.PatientPruner(inner, patience=patience, min_delta=min_delta)
 
 
-def build_sampler_and_pruner(config, space):
-    """Construct both from the config; a value their constructors reject is a config error at its key."""
+def build_sampler_and_pruner(config, space, worker: int = 0):
+    """Construct both from the config; a value their constructors reject is a config error at its key.
+    Worker i seeds its sampler with seed + i: identically seeded workers would draw identical trials."""
     import warnings
 
     import optuna
@@ -166,8 +167,11 @@ def build_sampler_and_pruner(config, space):
     built, problems = [], []
     for key, registry, part, extra in (("study.sampler", SAMPLERS, config.sampler, {"seed": config.seed}),
                                        ("study.pruner", PRUNERS, config.pruner, {})):
+        args = {**extra, **part.args}
+        if registry is SAMPLERS and args.get("seed") is not None:
+            args["seed"] += worker
         try:
-            built.append(registry.get(part.name)(*([space] if registry is SAMPLERS else []), **{**extra, **part.args}))
+            built.append(registry.get(part.name)(*([space] if registry is SAMPLERS else []), **args))
         except (TypeError, ValueError) as exc:
             problems.append(Problem(key, f"{part.name}: {exc}"))
     if problems:

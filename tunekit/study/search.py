@@ -60,6 +60,7 @@ class SearchOptions:
     threads: int | None = None  # torch threads per worker (default: train.threads, else cores // workers)
     quiet: bool = False
     verbose: bool = False  # a line per epoch
+    worker_index: int = 0  # offsets the sampler seed per worker
     config_name: str | None = None  # the file stem, the last fallback for the study name
     log: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr))
 
@@ -182,6 +183,9 @@ def _run_trial(trial, config: Config, space: SearchSpace, study_dir: StudyDir, o
     monitor, direction = config.study.metric, config.study.direction
     objectives = objectives_of(config)
     metrics_path = trial_dir / "metrics.jsonl"
+    # Per-epoch values go to the journal only for a pruner to read (each is an fsynced write);
+    # the curves themselves are in metrics.jsonl either way.
+    report = len(objectives) == 1 and config.pruner.name != "none"
 
     def on_epoch(record) -> None:
         append_jsonl(metrics_path, record.to_json())
@@ -191,7 +195,7 @@ def _run_trial(trial, config: Config, space: SearchSpace, study_dir: StudyDir, o
             opts.log(f"  trial {trial.number} epoch {record.epoch:>3}  train_loss={m['train_loss']:.4f}  "
                      f"{monitor}={m.get(monitor, float('nan')):.4f}  lr={m['lr']:.3g}  grad_norm={m['grad_norm']:.3g}")
         # Optuna cannot prune a study with several objectives (trial.report raises there).
-        if value is not None and math.isfinite(value) and len(objectives) == 1:
+        if report and value is not None and math.isfinite(value):
             trial.report(value, record.epoch)
             if trial.should_prune():
                 raise _Pruned(record.epoch)
@@ -374,7 +378,7 @@ def work(config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOp
     from tunekit.study.liveness import Heartbeat, recover_dead_trials
 
     _quiet_optuna()
-    sampler, pruner = build_sampler_and_pruner(config, space)
+    sampler, pruner = build_sampler_and_pruner(config, space, worker=opts.worker_index)
     study = optuna.load_study(study_name=study_dir.name, storage=open_storage(study_dir, opts.storage), sampler=sampler, pruner=pruner)
     target = opts.trials or config.study.trials
     while True:
@@ -404,7 +408,9 @@ def work(config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOp
             raise
         if state == "COMPLETE":
             study.tell(trial, outcome)
-            _write_best(study, study_dir)
+            best = pick_best(study)
+            if best is not None and best.number == trial.number:
+                _write_best(study, study_dir)  # only when this trial took the lead
         else:
             study.tell(trial, state=getattr(optuna.trial.TrialState, state))
         finished = sum(1 for t in study.get_trials(deepcopy=False) if counted(t) and t.state.is_finished())

@@ -65,7 +65,7 @@ def run_workers(config: Config, study_dir: StudyDir, opts) -> None:
     procs = []
     for i in range(opts.workers):
         fields = {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts) if f.name not in ("log",)}
-        fields.update(study=study_dir.name, workers=1, threads=threads, fresh=False, repair=False,
+        fields.update(study=study_dir.name, workers=1, threads=threads, fresh=False, repair=False, worker_index=i,
                       device=(opts.devices[i % len(opts.devices)] if opts.devices else opts.device))
         p = ctx.Process(target=_worker_main, args=(config.raw, config.source, fields, i, remaining, sorted(ALLOWED_PLUGINS), opts.quiet),
                         name=f"tunekit-worker-{i}")
