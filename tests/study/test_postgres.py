@@ -52,9 +52,9 @@ def postgres_url():
 
 def test_two_processes_share_a_postgres_study(tmp_path, postgres_url):
     config = tmp_path / "c.yaml"
-    # Trials long enough (~1 s) that the second process, started once the first is training,
+    # Trials long enough (~2 s) that the second process, started once the first is training,
     # arrives while the study still needs trials.
-    config.write_text(TINY.replace("trials: 3", "trials: 8").replace("epochs: 3", "epochs: 150"))
+    config.write_text(TINY.replace("trials: 3", "trials: 8").replace("epochs: 3", "epochs: 600"))
     cmd = [sys.executable, "-m", "tunekit", "search", str(config), "--storage", postgres_url, "--json"]
     procs = [subprocess.Popen([*cmd, "--runs", str(tmp_path / "runs0")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)]
     first_metrics = tmp_path / "runs0" / "tiny" / "trials" / "00000" / "metrics.jsonl"
