@@ -27,6 +27,7 @@ demo: install
 	$(BIN)/tunekit report quickstart --runs $(RUNS)
 
 test: install
+	$(BIN)/ruff check --select F,E9 tunekit tests benchmarks
 	$(BIN)/python -m pytest -q
 
 # Benchmarks take ~15 minutes on 2 cores; results go to benchmarks/results.jsonl (one JSON line each).

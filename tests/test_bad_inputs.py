@@ -1,8 +1,6 @@
 """The bad-input catalogue (shared/NOTES.md), one row each, through the real CLI: the exit code of
 SPEC §5, a one-line message naming the file:line or key, no traceback, nothing half-written."""
 
-import json
-import textwrap
 
 import numpy as np
 import pytest

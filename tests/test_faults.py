@@ -51,21 +51,26 @@ def test_a_trial_hung_inside_an_epoch_is_stopped_by_the_timeout(cli, write_confi
     assert trials[0]["state"] == "COMPLETE" and trials[1]["reason"] == "timeout" and len(trials) == 2
 
 
-def test_full_disk_writing_best_yaml_keeps_the_previous_one(cli, write_config, runs, monkeypatch):
-    assert cli("search", write_config(), "--runs", runs, "--trials", "1").exit_code == 0
-    best = runs / "tiny" / "best.yaml"
-    before = best.read_text()
+def disk_full_for(monkeypatch, name: str) -> None:
+    """Make the atomic write of files called `name` hit ENOSPC (its temp file is `.name.XXXX.tmp`)."""
     import tunekit.runs
 
     real_fsync = os.fsync
 
     def full(fd):
-        if ".best.yaml." in os.readlink(f"/proc/self/fd/{fd}"):
+        if f".{name}." in os.readlink(f"/proc/self/fd/{fd}"):
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_fsync(fd)
 
     monkeypatch.setattr(tunekit.runs.os, "fsync", full)
-    result = cli("search", write_config(TINY.replace("high: 1e-1", "high: 1e-1")), "--runs", runs, "--trials", "3")
+
+
+def test_full_disk_writing_best_yaml_keeps_the_previous_one(cli, write_config, runs, monkeypatch):
+    assert cli("search", write_config(), "--runs", runs, "--trials", "1").exit_code == 0
+    best = runs / "tiny" / "best.yaml"
+    before = best.read_text()
+    disk_full_for(monkeypatch, "best.yaml")
+    result = cli("search", write_config(), "--runs", runs, "--trials", "3")
     assert result.exit_code == 5, result.stderr
     assert "disk full while writing" in result.stderr and "previous version is intact" in result.stderr
     assert best.read_text() == before and not list(best.parent.glob(".best.yaml.*"))  # no temp file left behind
@@ -79,16 +84,7 @@ def test_full_disk_writing_a_checkpoint_keeps_the_previous_one(cli, write_config
     assert cli("train", "--best", "--runs", runs).exit_code == 0
     model = runs / "tiny" / "best" / "model.pt"
     before = model.read_bytes()
-    import tunekit.runs
-
-    real_fsync = os.fsync
-
-    def full(fd):
-        if ".model.pt." in os.readlink(f"/proc/self/fd/{fd}"):
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_fsync(fd)
-
-    monkeypatch.setattr(tunekit.runs.os, "fsync", full)
+    disk_full_for(monkeypatch, "model.pt")
     result = cli("train", "--best", "--runs", runs, "--set", "seed=5")
     assert result.exit_code == 5 and "disk full while writing" in result.stderr
     assert model.read_bytes() == before

@@ -1,7 +1,6 @@
 """`tunekit init` writes configs that validate; `tunekit schema` describes exactly what validates."""
 
 import json
-from pathlib import Path
 
 import jsonschema
 import pytest

@@ -1,12 +1,10 @@
 """Behaviour only a real process shows: start-up imports, signals, closed pipes."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from tests.conftest import TINY
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import TYPE_CHECKING, Callable, Literal
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 from tunekit.errors import DataError
 from tunekit.registry import Registry

@@ -75,7 +75,6 @@ def test_component_arguments_come_from_the_builder_signature():
 
 @pytest.mark.parametrize("section", list(SECTIONS))
 def test_every_section_rejects_unknown_keys(section):
-    spec = SECTIONS[section]
     body = "{name: iris, bogus_key: 1}" if section == "data" else "{bogus_key: 1}"
     text = f"{section}: {body}\n" if section == "data" else f"data: {{name: iris}}\n{section}: {body}\n"
     if section == "loss":

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from tunekit import metrics
 from tunekit.config.load import apply_params
 from tunekit.config.sections import Config, check_sections
 from tunekit.config.yaml_io import dump_yaml
