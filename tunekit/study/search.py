@@ -12,32 +12,25 @@ retried, and propagate so the CLI can exit 130/143 with a resume command.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
-import math
-import os
-import shutil
 import signal
 import sys
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from tunekit.config.load import apply_params
-from tunekit.config.sections import Config, check_sections
+from tunekit.config.sections import Config
 from tunekit.config.yaml_io import dump_yaml
-from tunekit.errors import AllTrialsFailed, StateError
-from tunekit.runs import StudyDir, append_jsonl, write_text
+from tunekit.errors import AllTrialsFailed
+from tunekit.runs import StudyDir, write_text
 from tunekit.space import SearchSpace
-from tunekit.study import faults
 from tunekit.study.liveness import counted
+from tunekit.study.resume import _archive, open_or_resume
+from tunekit.study.trial import _TimedOut, objectives_of, run_trial, trial_seed  # noqa: F401 (trial_seed: used by train --best)
 from tunekit.study.storage import describe_storage, open_storage
 from tunekit.study.summary import pick_best, summarize
 
-# Keys whose change between runs does not change what a trial means.
-_FREE_TO_CHANGE = {"name", "study.trials", "train.device", "train.threads"}
 
 
 class Terminated(KeyboardInterrupt):
@@ -64,207 +57,8 @@ class SearchOptions:
     log: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr))
 
 
-def trial_seed(study_seed: int, number: int) -> int:
-    """Each trial's seed follows from the study seed and its number, whichever worker runs it."""
-    return (study_seed * 1_000_003 + number * 7919) % (2**31 - 1)
-
-
-def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(data, dict):
-        out = {}
-        for k, v in data.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    return {prefix: data}
-
-
-def _differences(old: dict, new: dict, skip: set[str] = frozenset()) -> list[str]:
-    a, b = _flatten(old), _flatten(new)
-    lines = []
-    for key in sorted(set(a) | set(b)):
-        if key in skip or any(key.startswith(s + ".") for s in skip):
-            continue
-        if key not in b:
-            lines.append(f"- {key}: {json.dumps(a[key])}")
-        elif key not in a:
-            lines.append(f"+ {key}: {json.dumps(b[key])}")
-        elif a[key] != b[key]:
-            lines.append(f"~ {key}: {json.dumps(a[key])} -> {json.dumps(b[key])}")
-    return lines
-
-
-def objectives_of(config: Config) -> list[tuple[str, str]]:
-    """(metric, direction) per objective: one for an ordinary study, several for a Pareto study."""
-    if config.study.objectives:
-        return [(o.metric, o.direction) for o in config.study.objectives]
-    return [(config.study.metric, config.study.direction)]
-
-
 def study_name_for(config: Config, opts: SearchOptions) -> str:
     return opts.study or config.name or opts.config_name or "study"
-
-
-def _archive(study_dir: StudyDir) -> Path | None:
-    """`--fresh`: move the old study aside (never delete a user's results)."""
-    if not study_dir.path.exists():
-        return None
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    archive = study_dir.path / "archive" / stamp
-    archive.mkdir(parents=True)
-    for child in list(study_dir.path.iterdir()):
-        if child.name != "archive":
-            shutil.move(str(child), archive / child.name)
-    return archive
-
-
-def _open_study(config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOptions):
-    import optuna
-
-    from tunekit.study.components import build_sampler_and_pruner
-
-    storage = open_storage(study_dir, opts.storage, opts.repair)
-    sampler, pruner = build_sampler_and_pruner(config, space)
-    objectives = objectives_of(config)
-    study = optuna.create_study(study_name=study_dir.name, storage=storage, sampler=sampler, pruner=pruner,
-                                directions=[d for _, d in objectives], load_if_exists=True)
-    base = {k: v for k, v in config.raw.items() if k != "search"}
-    old_space = study.user_attrs.get("tunekit.space")
-    if old_space is not None:
-        changed = _differences(old_space, space.fingerprint())
-        if changed:
-            raise StateError("the search space differs from the one this study was run with:\n  " + "\n  ".join(changed),
-                             "rerun with --fresh to start a new study (the old one is archived), or --study NEW_NAME")
-        changed = _differences(study.user_attrs.get("tunekit.base", {}), base, _FREE_TO_CHANGE)
-        if changed:
-            raise StateError("the config differs from the one this study was run with:\n  " + "\n  ".join(changed),
-                             "rerun with --fresh to start a new study (the old one is archived), or --study NEW_NAME")
-        if [d.name.lower() for d in study.directions] != [d for _, d in objectives]:
-            raise StateError(f"this study was run with directions {[d.name.lower() for d in study.directions]}", "use --fresh or another --study")
-    else:
-        # The space fingerprint goes last: a second process that sees it can rely on the rest.
-        study.set_user_attr("tunekit.base", base)
-        study.set_user_attr("tunekit.metric", config.study.metric)
-        study.set_user_attr("tunekit.objectives", [{"metric": m, "direction": d} for m, d in objectives])
-        from tunekit import __version__
-
-        study.set_user_attr("tunekit.version", __version__)
-        study.set_user_attr("tunekit.space", space.fingerprint())
-    if not study.get_trials(deepcopy=False):
-        study.enqueue_trial(space.baseline(config.raw), user_attrs={"baseline": True})  # trial 0: the config as written
-    return study
-
-
-class _Pruned(Exception):
-    pass
-
-
-class _TimedOut(Exception):
-    pass
-
-
-def _run_trial(trial, config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOptions,
-               deadline: float | None) -> tuple[str, Any]:
-    """Train one trial. Returns (state name, value or reason). KeyboardInterrupt propagates."""
-    from tunekit.build import build_run, resolve_device
-    from tunekit.trainer import Diverged, fit
-
-    started = time.perf_counter()
-    values = space.sample(trial)
-    raw = apply_params(config.raw, values)
-    trial_config, problems = check_sections(raw)
-    trial_dir = study_dir.trial_dir(trial.number)
-    write_text(trial_dir / "config.yaml", dump_yaml(raw))
-    trial.set_user_attr("config", raw)
-    if problems:  # the space was checked at its corners; an interior combination can still be invalid
-        return _fail(trial, "error", "; ".join(p.render(None) for p in problems), started)
-
-    seed = trial_seed(config.seed, trial.number)
-    monitor, direction = config.study.metric, config.study.direction
-    objectives = objectives_of(config)
-    metrics_path = trial_dir / "metrics.jsonl"
-    # Per-epoch values go to the journal only for a pruner to read (each is an fsynced write);
-    # the curves themselves are in metrics.jsonl either way.
-    report = len(objectives) == 1 and config.pruner.name != "none"
-
-    def on_epoch(record) -> None:
-        append_jsonl(metrics_path, record.to_json())
-        value = record.metrics.get(monitor)
-        if opts.verbose:
-            m = record.metrics
-            opts.log(f"  trial {trial.number} epoch {record.epoch:>3}  train_loss={m['train_loss']:.4f}  "
-                     f"{monitor}={m.get(monitor, float('nan')):.4f}  lr={m['lr']:.3g}  grad_norm={m['grad_norm']:.3g}")
-        # Optuna cannot prune a study with several objectives (trial.report raises there).
-        if report and value is not None and math.isfinite(value):
-            trial.report(value, record.epoch)
-            if trial.should_prune():
-                raise _Pruned(record.epoch)
-        if deadline is not None and time.monotonic() > deadline:
-            raise _TimedOut(record.epoch)  # --timeout bounds the running trial too, at its next epoch
-        if faults_planned:
-            faults.fire(trial.number, record.epoch, run.model)
-
-    faults_planned = bool(os.environ.get("TUNEKIT_FAULT"))
-    run = None
-    try:
-        device = resolve_device(opts.device or trial_config.train.device)
-        run = build_run(trial_config, device, seed)
-        result = fit(run, seed=seed, monitor=monitor, direction=direction, on_epoch=on_epoch)
-    except _Pruned as pruned:
-        trial.set_user_attr("duration_s", round(time.perf_counter() - started, 3))
-        trial.set_user_attr("pruned_at_epoch", pruned.args[0])
-        return "PRUNED", None
-    except _TimedOut as stopped:
-        return _fail(trial, "timeout", f"--timeout reached at epoch {stopped.args[0]}", started)
-    except Diverged as exc:
-        if exc.record is not None:  # the epoch that went wrong, with why, closes the trial's metrics
-            append_jsonl(metrics_path, {**exc.record.to_json(), "stopped": exc.reason})
-        return _fail(trial, exc.reason, str(exc), started)
-    except KeyboardInterrupt:
-        raise
-    except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            raise  # a full disk is the study's problem, not this trial's: stop, don't fail every trial after
-        return _fail(trial, "error", f"{type(exc).__name__}: {exc}", started)
-    except Exception as exc:
-        reason = "oom" if "out of memory" in str(exc).lower() else "error"
-        detail = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        if os.environ.get("TUNEKIT_DEBUG"):
-            traceback.print_exc()
-        return _fail(trial, reason, detail, started)
-    finally:
-        _release(run)
-
-    duration = time.perf_counter() - started
-    measured = {**result.best, "params": float(sum(p.numel() for p in run.model.parameters())), "train_time": duration}
-    values = [measured.get(metric) for metric, _ in objectives]
-    for (metric, _), value in zip(objectives, values):
-        if value is None or not math.isfinite(value):
-            return _fail(trial, "nonfinite_loss", f"{metric} is {value}", started)  # Optuna would COMPLETE +inf
-    trial.set_user_attr("duration_s", round(duration, 3))
-    trial.set_user_attr("best_epoch", result.best_epoch)
-    trial.set_user_attr("epochs_run", len(result.history))
-    trial.set_user_attr("metrics", {k: float(v) for k, v in result.best.items()})
-    return "COMPLETE", float(values[0]) if len(values) == 1 else [float(v) for v in values]
-
-
-def _release(run) -> None:
-    """Give GPU memory back between trials; otherwise it piles up across in-process trials."""
-    if run is None or run.device.type != "cuda":
-        return
-    import gc
-
-    import torch
-
-    del run
-    gc.collect()
-    torch.cuda.empty_cache()
-
-
-def _fail(trial, reason: str, detail: str, started: float) -> tuple[str, str]:
-    trial.set_user_attr("reason", reason)
-    trial.set_user_attr("error", detail[:500])
-    trial.set_user_attr("duration_s", round(time.perf_counter() - started, 3))
-    return "FAIL", reason
 
 
 def _write_best(study, study_dir: StudyDir) -> None:
@@ -332,7 +126,7 @@ def prepare_study(config: Config, opts: SearchOptions) -> tuple[Config, SearchSp
         if archived:
             opts.log(f"archived the previous study to {archived}")
     _quiet_optuna()
-    study = _open_study(config, space, study_dir, opts)
+    study = open_or_resume(config, space, study_dir, opts)
     if not study_dir.config.exists():
         write_text(study_dir.config, dump_yaml(config.raw))
     opts.log(f"study '{study_dir.name}' in {describe_storage(study_dir, opts.storage)}: "
@@ -393,7 +187,7 @@ def work(config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOp
         started = time.perf_counter()
         try:
             with Heartbeat(study, trial._trial_id), _alarm(deadline):
-                state, outcome = _run_trial(trial, config, space, study_dir, opts, deadline)
+                state, outcome = run_trial(trial, config, space, study_dir, opts, deadline)
         except KeyboardInterrupt:
             trial.set_user_attr("reason", "interrupted")
             study.tell(trial, state=optuna.trial.TrialState.FAIL)

@@ -1,0 +1,101 @@
+"""Creating or resuming a study safely: a rerun continues only the study it started.
+
+A study remembers its search space (fingerprint) and base config; a rerun whose space or config
+differs is refused with the difference shown, since Optuna would otherwise mix incompatible trials
+silently. `--fresh` archives the old study instead of deleting it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tunekit.config.sections import Config
+from tunekit.errors import StateError
+from tunekit.runs import StudyDir
+from tunekit.space import SearchSpace
+from tunekit.study.storage import open_storage
+from tunekit.study.trial import objectives_of
+
+if TYPE_CHECKING:
+    from tunekit.study.search import SearchOptions
+
+# Keys whose change between runs does not change what a trial means.
+_FREE_TO_CHANGE = {"name", "study.trials", "train.device", "train.threads"}
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        out = {}
+        for k, v in data.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: data}
+
+
+def _differences(old: dict, new: dict, skip: set[str] = frozenset()) -> list[str]:
+    a, b = _flatten(old), _flatten(new)
+    lines = []
+    for key in sorted(set(a) | set(b)):
+        if key in skip or any(key.startswith(s + ".") for s in skip):
+            continue
+        if key not in b:
+            lines.append(f"- {key}: {json.dumps(a[key])}")
+        elif key not in a:
+            lines.append(f"+ {key}: {json.dumps(b[key])}")
+        elif a[key] != b[key]:
+            lines.append(f"~ {key}: {json.dumps(a[key])} -> {json.dumps(b[key])}")
+    return lines
+
+
+def _archive(study_dir: StudyDir) -> Path | None:
+    """`--fresh`: move the old study aside (never delete a user's results)."""
+    if not study_dir.path.exists():
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    archive = study_dir.path / "archive" / stamp
+    archive.mkdir(parents=True)
+    for child in list(study_dir.path.iterdir()):
+        if child.name != "archive":
+            shutil.move(str(child), archive / child.name)
+    return archive
+
+
+def open_or_resume(config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOptions):
+    import optuna
+
+    from tunekit.study.components import build_sampler_and_pruner
+
+    storage = open_storage(study_dir, opts.storage, opts.repair)
+    sampler, pruner = build_sampler_and_pruner(config, space)
+    objectives = objectives_of(config)
+    study = optuna.create_study(study_name=study_dir.name, storage=storage, sampler=sampler, pruner=pruner,
+                                directions=[d for _, d in objectives], load_if_exists=True)
+    base = {k: v for k, v in config.raw.items() if k != "search"}
+    old_space = study.user_attrs.get("tunekit.space")
+    if old_space is not None:
+        changed = _differences(old_space, space.fingerprint())
+        if changed:
+            raise StateError("the search space differs from the one this study was run with:\n  " + "\n  ".join(changed),
+                             "rerun with --fresh to start a new study (the old one is archived), or --study NEW_NAME")
+        changed = _differences(study.user_attrs.get("tunekit.base", {}), base, _FREE_TO_CHANGE)
+        if changed:
+            raise StateError("the config differs from the one this study was run with:\n  " + "\n  ".join(changed),
+                             "rerun with --fresh to start a new study (the old one is archived), or --study NEW_NAME")
+        if [d.name.lower() for d in study.directions] != [d for _, d in objectives]:
+            raise StateError(f"this study was run with directions {[d.name.lower() for d in study.directions]}", "use --fresh or another --study")
+    else:
+        # The space fingerprint goes last: a second process that sees it can rely on the rest.
+        study.set_user_attr("tunekit.base", base)
+        study.set_user_attr("tunekit.metric", config.study.metric)
+        study.set_user_attr("tunekit.objectives", [{"metric": m, "direction": d} for m, d in objectives])
+        from tunekit import __version__
+
+        study.set_user_attr("tunekit.version", __version__)
+        study.set_user_attr("tunekit.space", space.fingerprint())
+    if not study.get_trials(deepcopy=False):
+        study.enqueue_trial(space.baseline(config.raw), user_attrs={"baseline": True})  # trial 0: the config as written
+    return study
