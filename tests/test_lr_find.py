@@ -43,6 +43,7 @@ def test_cli_writes_the_curve(cli, write_config, runs):
     assert out["search_range"][0] < out["suggested_lr"] < out["search_range"][1]
     rows = list(csv.DictReader(open(out["csv"])))
     assert rows and set(rows[0]) == {"lr", "loss", "smoothed_loss"}
+    assert open(out["png"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"  # matplotlib is in the dev extra
     text = cli("lr-find", write_config(CONFIG), "--runs", runs, "--steps", "40")
     assert "suggested lr:" in text.stdout and "(lr, log scale)" in text.stdout
     assert cli("lr-find", write_config(CONFIG), "--min", "1", "--max", "0.1").exit_code == 2

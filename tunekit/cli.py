@@ -404,7 +404,8 @@ def lr_find(
 ) -> None:
     """Learning-rate range test: sweep the lr exponentially and suggest an lr and a search range.
 
-    The model and optimizer are restored afterwards; the curve goes to runs/<name>/lr_find.csv.
+    The model and optimizer are restored afterwards; the curve goes to runs/<name>/lr_find.csv
+    (and lr_find.png with the plots extra).
 
     Example: tunekit lr-find configs/quickstart.yaml --set optimizer.name=sgd
     """
@@ -426,8 +427,11 @@ def lr_find(
     name = cfg.name or (Path(config).stem if config != "-" else "config")
     csv_path = StudyDir(runs, name).path / "lr_find.csv"
     write_text(csv_path, "lr,loss,smoothed_loss\n" + "".join(f"{a:.6g},{b:.6g},{c:.6g}\n" for a, b, c in zip(curve.lrs, curve.losses, curve.smoothed)))
+    from tunekit.lr_find import write_png
+
+    png_path = csv_path.with_suffix(".png")
     result = {"suggested_lr": suggested, "search_range": [low, high], "diverged_at": curve.diverged_at,
-              "steps": len(curve.lrs), "csv": str(csv_path)}
+              "steps": len(curve.lrs), "csv": str(csv_path), "png": str(png_path) if write_png(curve, suggested, png_path) else None}
     if json_:
         _print_json(result)
         return
@@ -440,7 +444,7 @@ def lr_find(
     out.print(f"suggested lr: {suggested:.3g} (a tenth of where the smoothed loss bottoms out)"
               + (f"; the loss diverged at {curve.diverged_at:.3g}" if curve.diverged_at else ""))
     out.print(f"search range: optimizer.lr: {{low: {low:.2g}, high: {high:.2g}, log: true}}")
-    out.print(f"curve: {csv_path}")
+    out.print(f"curve: {csv_path}" + (f" and {png_path}" if result["png"] else " (pip install 'tunekit[plots]' for a PNG)"))
 
 
 def _templates() -> dict[str, str]:

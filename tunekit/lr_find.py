@@ -85,3 +85,32 @@ def lr_range_test(run: Run, lr_min: float = 1e-7, lr_max: float = 10.0, steps: i
         run.schedule._apply()
         torch.set_rng_state(saved_rng)
     return curve
+
+
+def write_png(curve: LRCurve, suggested: float, path) -> bool:
+    """The curve as a PNG, when matplotlib (the `plots` extra) is installed. Returns whether it wrote one."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # headless: no display needed
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    import io
+
+    from tunekit.runs import write_atomic
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(curve.lrs, curve.losses, alpha=0.3, label="batch loss")
+    ax.plot(curve.lrs, curve.smoothed, label="smoothed loss")
+    ax.axvline(suggested, linestyle="--", color="k", label=f"suggested lr {suggested:.2g}")
+    ax.set_xscale("log")
+    ax.set_ylim(min(min(curve.losses), min(curve.smoothed)) * 0.9, curve.smoothed[0] * 1.3)  # the blow-up is cut off
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss")
+    ax.legend()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    write_atomic(path, lambda f: f.write(buffer.getvalue()), binary=True)
+    return True
