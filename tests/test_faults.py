@@ -128,3 +128,18 @@ def test_a_symlinked_study_folder_is_refused(cli, write_config, runs, tmp_path):
     result = cli("search", write_config(), "--runs", runs)
     assert result.exit_code == 5 and "symbolic link" in result.stderr
     assert list(elsewhere.iterdir()) == []
+
+
+def test_a_symlink_inside_the_study_folder_is_not_followed(cli, write_config, runs, tmp_path):
+    assert cli("search", write_config(), "--runs", runs, "--trials", "1").exit_code == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    import shutil
+
+    shutil.rmtree(runs / "tiny" / "trials")
+    (runs / "tiny" / "trials").symlink_to(elsewhere)
+    result = cli("search", write_config(), "--runs", runs, "--trials", "2")
+    assert result.exit_code == 5 and "leads out of" in result.stderr and "symbolic link" in result.stderr
+    assert list(elsewhere.iterdir()) == []
+    report = json.loads(cli("report", "--runs", runs, "--format", "json").stdout)
+    assert report["states"]["RUNNING"] == 0  # the refused trial was closed

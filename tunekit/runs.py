@@ -50,14 +50,21 @@ class StudyDir:
         if self.path.is_symlink():
             raise StateError(f"{self.path} is a symbolic link; tunekit does not write through links", "remove the link")
 
-    config = property(lambda self: self.path / "config.yaml")
-    journal = property(lambda self: self.path / JOURNAL)
-    best_yaml = property(lambda self: self.path / "best.yaml")
-    best_dir = property(lambda self: self.path / "best")
-    lock = property(lambda self: self.path / ".lock")
+    def _inside(self, path: Path) -> Path:
+        """Refuse a path that a symbolic link inside the study folder would lead out of it."""
+        if path.exists() or path.parent.exists():
+            if not path.resolve().is_relative_to(self.path.resolve()):
+                raise StateError(f"{path} leads out of {self.path} through a symbolic link; tunekit does not write there",
+                                 "replace the link with a real folder")
+        return path
+
+    config = property(lambda self: self._inside(self.path / "config.yaml"))
+    journal = property(lambda self: self._inside(self.path / JOURNAL))
+    best_yaml = property(lambda self: self._inside(self.path / "best.yaml"))
+    best_dir = property(lambda self: self._inside(self.path / "best"))
 
     def trial_dir(self, number: int) -> Path:
-        return self.path / "trials" / f"{number:05d}"
+        return self._inside(self.path / "trials" / f"{number:05d}")
 
     def exists(self) -> bool:
         return self.journal.exists()
