@@ -148,3 +148,30 @@ def test_live_workers_are_those_with_a_fresh_heartbeat():
     gone.set_user_attr("worker", "elsewhere:1")
     gone.set_user_attr("heartbeat", time.time() - 3600)
     assert live_workers(study) == [f"{HOST}:{os.getpid()}"]
+
+
+def test_a_worker_that_was_away_drops_its_result_and_goes_on(cli, write_config, runs, monkeypatch):
+    """Another worker failed this worker's trial as dead while it was paused; on resuming, its
+    writes to the finished trial are refused, and it must carry on rather than crash."""
+    import optuna
+
+    import tunekit.study.search as search
+    from tunekit.study.liveness import recover_dead_trials
+
+    real_run_trial, calls = search.run_trial, []
+
+    def paused_then_resumed(trial, config, space, study_dir, opts, deadline):
+        calls.append(trial.number)
+        if len(calls) == 1:
+            study = optuna.load_study(study_name="tiny", storage=search.open_storage(study_dir))
+            trial.set_user_attr("heartbeat", time.time() - 3600)  # looks dead to the others
+            assert recover_dead_trials(study, lambda line: None) == 1
+            return "COMPLETE", 0.5  # ...and then this worker wakes up with a result
+        return real_run_trial(trial, config, space, study_dir, opts, deadline)
+
+    monkeypatch.setattr(search, "run_trial", paused_then_resumed)
+    result = cli("search", write_config(), "--runs", runs, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert "was closed by another worker while this one was unresponsive" in result.stderr
+    s = json.loads(result.stdout)
+    assert s["states"] == {"COMPLETE": 3, "PRUNED": 0, "FAIL": 1, "RUNNING": 0} and s["trials"][0]["reason"] == "worker_died"

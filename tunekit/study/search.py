@@ -188,27 +188,52 @@ def work(config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOp
         try:
             with Heartbeat(study, trial._trial_id), _alarm(deadline):
                 state, outcome = run_trial(trial, config, space, study_dir, opts, deadline)
+            if state == "COMPLETE":
+                study.tell(trial, outcome)
+                best = pick_best(study)
+                if best is not None and best.number == trial.number:
+                    _write_best(study, study_dir)  # only when this trial took the lead
+            else:
+                study.tell(trial, state=getattr(optuna.trial.TrialState, state))
         except KeyboardInterrupt:
-            trial.set_user_attr("reason", "interrupted")
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
+            with contextlib.suppress(Exception):  # already closed by another worker: nothing to record
+                trial.set_user_attr("reason", "interrupted")
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
+            raise
+        except Exception:
+            if _closed_elsewhere(study, trial):
+                # This worker was paused past the heartbeat grace (SIGSTOP, a sleeping laptop), so another
+                # worker failed the trial as worker_died and queued its params again. Its rerun stands.
+                opts.log(f"{label}trial {trial.number} was closed by another worker while this one was unresponsive; "
+                         "this result is dropped (the trial's params were queued again)")
+                continue
+            _close_failed(study, trial)
             raise
         except BaseException:
-            # Whatever escaped (a full disk, a storage error): never leave the trial RUNNING.
-            with contextlib.suppress(Exception):
-                trial.set_user_attr("reason", "error")
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            _close_failed(study, trial)
             raise
-        if state == "COMPLETE":
-            study.tell(trial, outcome)
-            best = pick_best(study)
-            if best is not None and best.number == trial.number:
-                _write_best(study, study_dir)  # only when this trial took the lead
-        else:
-            study.tell(trial, state=getattr(optuna.trial.TrialState, state))
         finished = sum(1 for t in study.get_trials(deepcopy=False) if counted(t) and t.state.is_finished())
         opts.log(label + _progress_line(finished, target, trial, state, outcome, study, config.study.metric,
                                         time.perf_counter() - started, space.values_from(trial.params)))
+
+
+def _closed_elsewhere(study, trial) -> bool:
+    """Did another worker finish this trial (as worker_died) while we held it?"""
+    try:
+        stored = study._storage.get_trial(trial._trial_id)
+    except Exception:
+        return False
+    return stored.state.is_finished() and stored.user_attrs.get("reason") == "worker_died"
+
+
+def _close_failed(study, trial) -> None:
+    """Whatever escaped (a full disk, a storage error): never leave the trial RUNNING."""
+    import optuna
+
+    with contextlib.suppress(Exception):
+        trial.set_user_attr("reason", "error")
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
 
 ALARM_GRACE_S = 2.0
