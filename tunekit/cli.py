@@ -60,7 +60,7 @@ def _guarded(fn: Callable) -> Callable:
 
             code = 143 if isinstance(exc, Terminated) else 130
             _err(f"interrupted ({'SIGTERM' if code == 143 else 'SIGINT'}); the study is saved")
-            resume = getattr(exc, "resume", None) or _state.get("resume")
+            resume = _state.get("resume")  # set by `search` once it knows the study name
             if resume:
                 _err(f"resume with: {resume}")
             raise typer.Exit(code) from None
