@@ -133,8 +133,9 @@ def build_model(config: Config, split: Split) -> nn.Module:
     return model
 
 
-def build_run(config: Config, device: torch.device, seed: int) -> Run:
-    split = load_data(config).to(device)
+def build_run(config: Config, device: torch.device, seed: int, split: Split | None = None) -> Run:
+    """`split`: data already on `device` (a population's members share one copy)."""
+    split = split if split is not None else load_data(config).to(device)
     torch.manual_seed(seed)  # the trial's seed fixes its initialization
     model = build_model(config, split)
     if config.train.finetune is not None:
@@ -169,11 +170,16 @@ def check_buildable(config: Config) -> Config:
 
     Returns the resolved config (loss and metric filled in). Raises ConfigError / DataError.
     """
+    return build_checked(config)[0]
+
+
+def build_checked(config: Config) -> tuple[Config, Run]:
+    """`check_buildable`, also returning the Run it built (on CPU, with the config's own seed)."""
     split = load_data(config)
     config = resolve(config, split)
-    build_run(config, torch.device("cpu"), config.seed)
+    run = build_run(config, torch.device("cpu"), config.seed, split=split)
     resolve_device(config.train.device)
-    return config
+    return config, run
 
 
 def parameter_count(config: Config) -> int:

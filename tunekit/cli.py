@@ -250,14 +250,15 @@ def train(
         raise UsageError("give either a CONFIG or --best", "e.g. tunekit train --best, or tunekit train config.yaml")
     if best:
         study_dir = StudyDir(runs, study or most_recent_study(runs))
-        cfg, number = best_config(study_dir, storage, pick)
+        cfg, number, shuffle_seed = best_config(study_dir, storage, pick)
         if set_:
             from tunekit.config.load import validate_document
             from tunekit.config.yaml_io import Document
 
             cfg = validate_document(Document(cfg.raw, {}, cfg.source), parse_overrides(set_))
         _err(f"training {'trial' if pick is not None else 'the best trial'} #{number} of study '{study_dir.name}'")
-        result = train_seeds(cfg, study_dir.best_dir, first_seed=trial_seed(cfg.seed, number), seeds=seeds, epochs=epochs, log=log)
+        result = train_seeds(cfg, study_dir.best_dir, first_seed=trial_seed(cfg.seed, number), seeds=seeds, epochs=epochs, log=log,
+                             first_shuffle_seed=shuffle_seed)
     else:
         cfg = load_config(config, set_)
         name = cfg.name or (Path(config).stem if config != "-" else "config")

@@ -42,18 +42,23 @@ def one_step(config: Config, device: str | None = None) -> dict[str, Any]:
 
 def preflight(config: Config, *, step: bool = False, device: str | None = None) -> dict[str, Any]:
     """Check everything (data, components, space, sampler, pruner) and describe what would run."""
-    from tunekit.build import check_buildable, parameter_count
+    from tunekit.build import build_checked
+    from tunekit.errors import ConfigError
+    from tunekit.population import population_problems
     from tunekit.space import SearchSpace
     from tunekit.study.components import build_sampler_and_pruner
 
-    config = check_buildable(config)
+    config, run = build_checked(config)
     space, _ = SearchSpace.parse(config)
+    problems = population_problems(config, space, run)
+    if problems:
+        raise ConfigError(problems, config.source)
     build_sampler_and_pruner(config, space)
     info: dict[str, Any] = {
         "valid": True,
         "metric": config.study.metric,
         "direction": config.study.direction,
-        "params": parameter_count(config),
+        "params": sum(p.numel() for p in run.model.parameters()),
         "space": [{"key": p.key, "type": p.kind, "range": p.describe()} for p in space],
         "space_size": space.size(),
         "sample": sample_trial_config(config, space),

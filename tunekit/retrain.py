@@ -50,8 +50,9 @@ def save_checkpoint(path: Path, model, config: Config, split, metrics: dict) -> 
 
 
 def train_config(config: Config, out_dir: Path, *, seed: int, epochs: int | None = None, device: str | None = None,
-                 log: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
-    """Train, restore the best epoch, test once, and write model.pt, metrics.json, history.jsonl."""
+                 log: Callable[[str], None] = lambda line: None, shuffle_seed: int | None = None) -> dict[str, Any]:
+    """Train, restore the best epoch, test once, and write model.pt, metrics.json, history.jsonl.
+    `shuffle_seed` orders the batches (default: `seed`), as a trial trained in a population had them."""
     from tunekit.build import build_run, check_buildable, resolve_device
     from tunekit.trainer import evaluate, fit
 
@@ -64,7 +65,7 @@ def train_config(config: Config, out_dir: Path, *, seed: int, epochs: int | None
         m = record.metrics
         log(f"epoch {record.epoch:>3}  train_loss={m['train_loss']:.4f}  {monitor}={m.get(monitor, float('nan')):.4f}  lr={m['lr']:.3g}")
 
-    result = fit(run, seed=seed, monitor=monitor, direction=direction, on_epoch=on_epoch, epochs=epochs)
+    result = fit(run, seed=seed, monitor=monitor, direction=direction, on_epoch=on_epoch, epochs=epochs, shuffle_seed=shuffle_seed)
     test = evaluate(run, run.split.X_test, run.split.y_test, "test")
     metrics = {**{k: v for k, v in result.best.items() if k.startswith("val_")}, **test}
     with exclusive(out_dir / ".lock"):
@@ -85,7 +86,8 @@ def train_config(config: Config, out_dir: Path, *, seed: int, epochs: int | None
 
 
 def train_seeds(config: Config, out_dir: Path, *, first_seed: int, seeds: int, epochs: int | None = None,
-                device: str | None = None, log: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
+                device: str | None = None, log: Callable[[str], None] = lambda line: None,
+                first_shuffle_seed: int | None = None) -> dict[str, Any]:
     """Train once per seed: the first run fills `out_dir` (its checkpoint is the one kept), the others
     `out_dir/seeds/<seed>/`. With several seeds the result adds each test metric's mean and std,
     which says how much of a difference between two configs is luck."""
@@ -96,7 +98,8 @@ def train_seeds(config: Config, out_dir: Path, *, first_seed: int, seeds: int, e
         seed = first_seed + i
         if seeds > 1:
             log(f"seed {seed} ({i + 1}/{seeds})")
-        runs.append(train_config(config, out_dir if i == 0 else out_dir / "seeds" / str(seed), seed=seed, epochs=epochs, device=device, log=log))
+        runs.append(train_config(config, out_dir if i == 0 else out_dir / "seeds" / str(seed), seed=seed, epochs=epochs, device=device, log=log,
+                                 shuffle_seed=first_shuffle_seed if i == 0 else None))
     result = dict(runs[0])
     if seeds > 1:
         per_metric = {k: [r["metrics"][k] for r in runs] for k in runs[0]["metrics"] if k.startswith("test_")}
@@ -108,8 +111,9 @@ def train_seeds(config: Config, out_dir: Path, *, first_seed: int, seeds: int, e
     return result
 
 
-def best_config(study_dir: StudyDir, storage_url: str | None = None, pick: int | None = None) -> tuple[Config, int]:
-    """The best trial's config and number: from best.yaml, regenerated from the study if it is missing or corrupt.
+def best_config(study_dir: StudyDir, storage_url: str | None = None, pick: int | None = None) -> tuple[Config, int, int | None]:
+    """The best trial's config, number and batch-order seed (set when it trained in a population, else
+    None): from best.yaml, regenerated from the study if it is missing or corrupt.
     `pick` takes another completed trial instead (a Pareto front member, say)."""
     import optuna
 
@@ -123,7 +127,7 @@ def best_config(study_dir: StudyDir, storage_url: str | None = None, pick: int |
         if pick not in trials or trials[pick].state != optuna.trial.TrialState.COMPLETE:
             raise StateError(f"--pick {pick}: study '{study_dir.name}' has no completed trial #{pick}", "see `tunekit report` for trial numbers")
         raw = trials[pick].user_attrs["config"]
-        return validate_document(parse_yaml(dump_yaml(raw), f"trial #{pick}")), pick
+        return validate_document(parse_yaml(dump_yaml(raw), f"trial #{pick}")), pick, trials[pick].user_attrs.get("shuffle_seed")
     best = pick_best(study)
     if best is None:
         raise StateError(f"study '{study_dir.name}' has no completed trial yet: nothing to train",
@@ -133,4 +137,4 @@ def best_config(study_dir: StudyDir, storage_url: str | None = None, pick: int |
     except (OSError, UnicodeDecodeError, ConfigError):
         _write_best(study, study_dir)  # best.yaml is derived data: rebuild it from the study itself
         config = validate_document(parse_yaml(dump_yaml(best.user_attrs["config"]), str(study_dir.best_yaml)))
-    return config, best.number
+    return config, best.number, best.user_attrs.get("shuffle_seed")

@@ -127,12 +127,77 @@ def evaluate(run: Run, X: torch.Tensor, y: torch.Tensor, prefix: str, dead_relu:
     return result
 
 
-def _autocast(run: Run):
+def autocast(run: Run):
     precision = run.config.train.precision
     if precision == "fp32":
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(run.device.type, dtype=dtype)
+
+
+class EpochLedger:
+    """Everything that happens at one run's epoch end, whoever produced the epoch: the record,
+    the schedule's epoch step, the divergence checks, the best weights, the callback, early stopping.
+
+    `fit` trains one model and a population trains several at once (tunekit.population); both
+    close their epochs here, so a trial behaves the same whichever way it was trained."""
+
+    def __init__(self, run: Run, *, monitor: str, direction: str, epochs: int,
+                 on_epoch: Callable[[EpochRecord], None] | None = None, diagnostics: Diagnostics | None = None):
+        self.run, self.monitor, self.direction, self.epochs, self.on_epoch = run, monitor, direction, epochs, on_epoch
+        self.diagnostics = diagnostics or Diagnostics()
+        self.stopping = stopping = run.config.train.early_stopping
+        self.stop_metric = stopping.metric if stopping and stopping.metric else monitor
+        self.stop_direction = direction if self.stop_metric == monitor else ("maximize" if self.stop_metric.endswith(("accuracy", "r2")) else "minimize")
+        self.history: list[EpochRecord] = []
+        self.best_value, self.best_epoch, self.best_state, self.best_metrics = None, 0, None, {}
+        self.stop_best, self.stale, self.vanishing_streak = None, 0, 0
+
+    def close_epoch(self, epoch: int, train_loss: float, norms: dict[str, float], started: float) -> bool:
+        """Record epoch `epoch` (the model holds its weights); raises Diverged, or whatever the callback
+        raises. Returns True when early stopping says to stop."""
+        run, diagnostics = self.run, self.diagnostics
+        global_norm = math.sqrt(sum(v * v for v in norms.values()))
+        record = EpochRecord(epoch, {"train_loss": train_loss, **evaluate(run, run.split.X_val, run.split.y_val, "val", dead_relu=True),
+                                     "lr": run.schedule.lr, "grad_norm": global_norm, "epoch_time": time.perf_counter() - started}, norms)
+        run.schedule.after_epoch(record.metrics.get("val_loss", train_loss))
+        self.history.append(record)
+
+        if not math.isfinite(train_loss) or not math.isfinite(record.metrics.get("val_loss", 0.0)):
+            raise Diverged("nonfinite_loss", epoch, f"train loss {train_loss}", record)
+        if diagnostics.enabled:
+            if not math.isfinite(global_norm) or global_norm > diagnostics.exploding_norm:
+                raise Diverged("exploding_gradients", epoch, f"gradient norm {global_norm:.3g} > {diagnostics.exploding_norm:g}", record)
+            layers = list(norms.values())
+            if len(layers) >= 3:
+                ratio = layers[0] / layers[-1] if layers[-1] > 0 else 1.0
+                self.vanishing_streak = self.vanishing_streak + 1 if ratio < diagnostics.vanishing_ratio else 0
+                if self.vanishing_streak >= min(diagnostics.vanishing_epochs, self.epochs):
+                    raise Diverged("vanishing_gradients", epoch, f"first/last layer gradient norm ratio {ratio:.2e} < {diagnostics.vanishing_ratio:g}", record)
+
+        value = record.metrics.get(self.monitor, train_loss)
+        if self.best_value is None or better(value, self.best_value, self.direction):
+            self.best_value, self.best_epoch, self.best_metrics = value, epoch, dict(record.metrics)
+            self.best_state = copy_state(run.model)
+
+        if self.on_epoch is not None:
+            self.on_epoch(record)
+
+        if self.stopping:
+            current = record.metrics.get(self.stop_metric, train_loss)
+            if self.stop_best is None or better(current, self.stop_best, self.stop_direction, self.stopping.min_delta):
+                self.stop_best, self.stale = current, 0
+            else:
+                self.stale += 1
+                if self.stale >= self.stopping.patience:
+                    return True
+        return False
+
+    def result(self) -> FitResult:
+        """Put the best epoch's weights back (what a user would deploy) and sum the run up."""
+        if self.best_state is not None:
+            self.run.model.load_state_dict(self.best_state)
+        return FitResult(self.history, self.best_epoch, self.best_metrics, stopped_early=len(self.history) < self.epochs)
 
 
 def fit(
@@ -144,14 +209,17 @@ def fit(
     on_epoch: Callable[[EpochRecord], None] | None = None,
     diagnostics: Diagnostics | None = None,
     epochs: int | None = None,
+    shuffle_seed: int | None = None,
 ) -> FitResult:
     """Train `run.model` on the training split; return per-epoch history and the best epoch.
 
     The model ends holding the weights of its best epoch by `monitor` (what a user would deploy).
+    `shuffle_seed` (default: `seed`) orders the batches; a trial trained in a population used its
+    population's, and retraining it with the same one reproduces it.
     """
     cfg = run.config.train
-    diagnostics = diagnostics or Diagnostics()
     epochs = epochs or cfg.epochs
+    ledger = EpochLedger(run, monitor=monitor, direction=direction, epochs=epochs, on_epoch=on_epoch, diagnostics=diagnostics)
     model, opt, split = run.model, run.optimizer, run.split
     X, y = split.X_train, split.y_train
     n = len(X)
@@ -160,19 +228,13 @@ def fit(
     clip = cfg.clip
     scaler = torch.amp.GradScaler(run.device.type) if cfg.precision == "fp16" and run.device.type == "cuda" else None
     forward = torch.compile(model) if cfg.compile else model
-    generator = torch.Generator(device=run.device).manual_seed(seed)
-    stopping = cfg.early_stopping
-    stop_metric = (stopping.metric if stopping and stopping.metric else monitor)
-    stop_direction = direction if stop_metric == monitor else ("maximize" if stop_metric.endswith(("accuracy", "r2")) else "minimize")
+    generator = torch.Generator(device=run.device).manual_seed(seed if shuffle_seed is None else shuffle_seed)
 
     # Decided once, not per step: the step loop is the hot path of every trial.
-    amp = _autocast(run)
+    amp = autocast(run)
     step_schedule = run.schedule.interval == "step"
     clip_norm, clip_value = (clip.norm, clip.value) if clip else (None, None)
 
-    history: list[EpochRecord] = []
-    best_value, best_epoch, best_state, best_metrics = None, 0, None, {}
-    stop_best, stale, vanishing_streak = None, 0, 0
     model.train()
     for epoch in range(1, epochs + 1):
         started = time.perf_counter()
@@ -205,44 +267,7 @@ def fit(
             loss_sum.add_(loss.detach(), alpha=len(idx))
 
         # One host sync per epoch: everything above stayed on the device.
-        train_loss = float(loss_sum) / n
         norms = {k: math.sqrt(float(v)) for k, v in layer_norms.items()}
-        global_norm = math.sqrt(sum(v * v for v in norms.values()))
-        lr = run.schedule.lr
-        record = EpochRecord(epoch, {"train_loss": train_loss, **evaluate(run, split.X_val, split.y_val, "val", dead_relu=True),
-                                     "lr": lr, "grad_norm": global_norm, "epoch_time": time.perf_counter() - started}, norms)
-        run.schedule.after_epoch(record.metrics.get("val_loss", train_loss))
-        history.append(record)
-
-        if not math.isfinite(train_loss) or not math.isfinite(record.metrics.get("val_loss", 0.0)):
-            raise Diverged("nonfinite_loss", epoch, f"train loss {train_loss}", record)
-        if diagnostics.enabled:
-            if not math.isfinite(global_norm) or global_norm > diagnostics.exploding_norm:
-                raise Diverged("exploding_gradients", epoch, f"gradient norm {global_norm:.3g} > {diagnostics.exploding_norm:g}", record)
-            layers = list(norms.values())
-            if len(layers) >= 3:
-                ratio = layers[0] / layers[-1] if layers[-1] > 0 else 1.0
-                vanishing_streak = vanishing_streak + 1 if ratio < diagnostics.vanishing_ratio else 0
-                if vanishing_streak >= min(diagnostics.vanishing_epochs, epochs):
-                    raise Diverged("vanishing_gradients", epoch, f"first/last layer gradient norm ratio {ratio:.2e} < {diagnostics.vanishing_ratio:g}", record)
-
-        value = record.metrics.get(monitor, train_loss)
-        if best_value is None or better(value, best_value, direction):
-            best_value, best_epoch, best_metrics = value, epoch, dict(record.metrics)
-            best_state = copy_state(model)
-
-        if on_epoch is not None:
-            on_epoch(record)
-
-        if stopping:
-            current = record.metrics.get(stop_metric, train_loss)
-            if stop_best is None or better(current, stop_best, stop_direction, stopping.min_delta):
-                stop_best, stale = current, 0
-            else:
-                stale += 1
-                if stale >= stopping.patience:
-                    break
-
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return FitResult(history, best_epoch, best_metrics, stopped_early=len(history) < epochs)
+        if ledger.close_epoch(epoch, float(loss_sum) / n, norms, started):
+            break
+    return ledger.result()

@@ -110,6 +110,7 @@ class StudySection(Strict):
     direction: Literal["maximize", "minimize"] | None = None  # default: from the metric
     objectives: list[Objective] | None = None  # several objectives: a Pareto front instead of one best
     trials: int = Field(20, ge=1)
+    population: int = Field(1, ge=1)  # trials trained together as one vectorized model (tunekit.population)
     sampler: dict[str, Any] = {}  # checked as components: see STUDY_PARTS
     pruner: dict[str, Any] = {}
 

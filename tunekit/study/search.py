@@ -103,17 +103,20 @@ def _short(v: Any) -> str:
 
 def prepare_study(config: Config, opts: SearchOptions) -> tuple[Config, SearchSpace, StudyDir]:
     """Check everything, then create or load the study. Nothing is written before the checks pass."""
-    from tunekit.build import check_buildable
+    from tunekit.build import build_checked
+    from tunekit.errors import Problem
 
     study_dir = StudyDir(opts.runs, study_name_for(config, opts))
-    config = check_buildable(config)
+    config, base_run = build_checked(config)
     space, problems = SearchSpace.parse(config)
     target = opts.trials or config.study.trials
     if not problems and len(space) == 0 and target > 1:
-        from tunekit.errors import Problem
-
         problems = [Problem("search", f"has no entries, so all {target} trials would train the same config",
                             hint="add entries such as optimizer.lr: {low: 1e-4, high: 1e-1, log: true}, or use `tunekit train CONFIG`")]
+    if not problems:
+        from tunekit.population import population_problems
+
+        problems = population_problems(config, space, base_run)
     if problems:
         from tunekit.errors import ConfigError
 
@@ -174,7 +177,9 @@ def work(config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOp
     sampler, pruner = build_sampler_and_pruner(config, space, worker=opts.worker_index)
     study = optuna.load_study(study_name=study_dir.name, storage=open_storage(study_dir, opts.storage), sampler=sampler, pruner=pruner)
     target = opts.trials or config.study.trials
+    population = config.study.population
     while True:
+        jobs = None
         with _ask_lock(study_dir, opts):
             recover_dead_trials(study, opts.log)
             done = sum(map(counted, study.get_trials(deepcopy=False)))
@@ -183,39 +188,68 @@ def work(config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOp
             if deadline is not None and time.monotonic() >= deadline:
                 opts.log(f"{label}timeout reached; rerun the same command to continue")
                 return
-            trial = study.ask()
+            size = min(population, target - done)
+            if size > 1:
+                from tunekit.study.population import ask_population
+
+                jobs = ask_population(study, size, config, space, study_dir, opts, deadline)
+                trials = [job.trial for job in jobs]
+            else:
+                trials = [study.ask()]
         started = time.perf_counter()
         try:
-            with Heartbeat(study, trial._trial_id), _alarm(deadline):
-                state, outcome = run_trial(trial, config, space, study_dir, opts, deadline)
-            if state == "COMPLETE":
-                study.tell(trial, outcome)
-                best = pick_best(study)
-                if best is not None and best.number == trial.number:
-                    _write_best(study, study_dir)  # only when this trial took the lead
-            else:
-                study.tell(trial, state=getattr(optuna.trial.TrialState, state))
+            with contextlib.ExitStack() as running:
+                for trial in trials:
+                    running.enter_context(Heartbeat(study, trial._trial_id))
+                running.enter_context(_alarm(deadline))
+                if jobs is None:
+                    outcomes = [run_trial(trials[0], config, space, study_dir, opts, deadline)]
+                else:
+                    from tunekit.study.population import train_jobs
+
+                    outcomes = train_jobs(jobs, opts.log)
+            for trial, (state, outcome) in zip(trials, outcomes):
+                if state == "COMPLETE":
+                    study.tell(trial, outcome)
+                    best = pick_best(study)
+                    if best is not None and best.number == trial.number:
+                        _write_best(study, study_dir)  # only when this trial took the lead
+                else:
+                    study.tell(trial, state=getattr(optuna.trial.TrialState, state))
+                finished = sum(1 for t in study.get_trials(deepcopy=False) if counted(t) and t.state.is_finished())
+                opts.log(label + _progress_line(finished, target, trial, state, outcome, study, config.study.metric,
+                                                time.perf_counter() - started, space.values_from(trial.params)))
         except KeyboardInterrupt:
-            with contextlib.suppress(Exception):  # already closed by another worker: nothing to record
-                trial.set_user_attr("reason", "interrupted")
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
-                study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
+            for trial in trials:
+                _retry_later(study, trial)
             raise
         except Exception:
-            if _closed_elsewhere(study, trial):
-                # This worker was paused past the heartbeat grace (SIGSTOP, a sleeping laptop), so another
-                # worker failed the trial as worker_died and queued its params again. Its rerun stands.
-                opts.log(f"{label}trial {trial.number} was closed by another worker while this one was unresponsive; "
-                         "this result is dropped (the trial's params were queued again)")
-                continue
-            _close_failed(study, trial)
-            raise
+            dropped = [t for t in trials if _closed_elsewhere(study, t)]
+            if not dropped:
+                for trial in trials:
+                    _close_failed(study, trial)
+                raise
+            # This worker was paused past the heartbeat grace (SIGSTOP, a sleeping laptop), so another
+            # worker failed its trial as worker_died and queued its params again. That rerun stands.
+            opts.log(f"{label}trial {', '.join(str(t.number) for t in dropped)} was closed by another worker while this one "
+                     "was unresponsive; this result is dropped (the trial's params were queued again)")
+            for trial in trials:
+                if trial not in dropped:
+                    _retry_later(study, trial)
         except BaseException:
-            _close_failed(study, trial)
+            for trial in trials:
+                _close_failed(study, trial)
             raise
-        finished = sum(1 for t in study.get_trials(deepcopy=False) if counted(t) and t.state.is_finished())
-        opts.log(label + _progress_line(finished, target, trial, state, outcome, study, config.study.metric,
-                                        time.perf_counter() - started, space.values_from(trial.params)))
+
+
+def _retry_later(study, trial) -> None:
+    """Close a running trial as interrupted and queue its params to run again (it does not count)."""
+    import optuna
+
+    with contextlib.suppress(Exception):  # already closed (told, or by another worker): nothing to record
+        trial.set_user_attr("reason", "interrupted")
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
 
 
 def _closed_elsewhere(study, trial) -> bool:

@@ -45,100 +45,133 @@ def objectives_of(config: Config) -> list[tuple[str, str]]:
     return [(config.study.metric, config.study.direction)]
 
 
-def run_trial(trial, config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOptions,
-               deadline: float | None) -> tuple[str, Any]:
-    """Train one trial. Returns (state name, value or reason). KeyboardInterrupt propagates."""
-    from tunekit.build import build_run, resolve_device
-    from tunekit.trainer import Diverged, fit
+class TrialJob:
+    """One trial from sampled values to outcome, in steps, so that a trial can be trained alone
+    (`run_trial`) or as a member of a population (tunekit.study.population) and end the same way.
 
-    started = time.perf_counter()
-    values = space.sample(trial)
-    raw = apply_params(config.raw, values)
-    trial_config, problems = check_sections(raw)
-    trial_dir = study_dir.trial_dir(trial.number)
-    write_text(trial_dir / "config.yaml", dump_yaml(raw))
-    trial.set_user_attr("config", raw)
-    if problems:  # the space was checked at its corners; an interior combination can still be invalid
-        return _fail(trial, "error", "; ".join(p.render(None) for p in problems), started)
+    Constructing it samples the trial's values and writes its concrete config; `build` makes its
+    Run; `on_epoch` is its epoch callback; `conclude` turns a FitResult or the exception that ended
+    training into the outcome, recording why in the trial's attributes."""
 
-    seed = trial_seed(config.seed, trial.number)
-    monitor, direction = config.study.metric, config.study.direction
-    objectives = objectives_of(config)
-    metrics_path = trial_dir / "metrics.jsonl"
-    # Per-epoch values go to the journal only for a pruner to read (each is an fsynced write);
-    # the curves themselves are in metrics.jsonl either way.
-    report = len(objectives) == 1 and config.pruner.name != "none"
+    def __init__(self, trial, config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOptions, deadline: float | None):
+        self.trial, self.opts, self.deadline = trial, opts, deadline
+        self.started = time.perf_counter()
+        raw = apply_params(config.raw, space.sample(trial))
+        self.config, problems = check_sections(raw)
+        self.raw = raw
+        trial_dir = study_dir.trial_dir(trial.number)
+        write_text(trial_dir / "config.yaml", dump_yaml(raw))
+        trial.set_user_attr("config", raw)
+        # The space was checked at its corners; an interior combination can still be invalid.
+        self.problem = "; ".join(p.render(None) for p in problems) if problems else None
+        self.seed = trial_seed(config.seed, trial.number)
+        self.monitor, self.direction = config.study.metric, config.study.direction
+        self.objectives = objectives_of(config)
+        self.metrics_path = trial_dir / "metrics.jsonl"
+        # Per-epoch values go to the journal only for a pruner to read (each is an fsynced write);
+        # the curves themselves are in metrics.jsonl either way.
+        self.report = len(self.objectives) == 1 and config.pruner.name != "none"
+        self.faults_planned = bool(os.environ.get("TUNEKIT_FAULT"))
+        self.run = None
 
-    def on_epoch(record) -> None:
-        append_jsonl(metrics_path, record.to_json())
+    def build(self, split=None):
+        from tunekit.build import build_run, resolve_device
+
+        self.run = build_run(self.config, resolve_device(self.opts.device or self.config.train.device), self.seed, split=split)
+        return self.run
+
+    def on_epoch(self, record) -> None:
+        trial, opts, monitor = self.trial, self.opts, self.monitor
+        append_jsonl(self.metrics_path, record.to_json())
         value = record.metrics.get(monitor)
         if opts.verbose:
             m = record.metrics
             opts.log(f"  trial {trial.number} epoch {record.epoch:>3}  train_loss={m['train_loss']:.4f}  "
                      f"{monitor}={m.get(monitor, float('nan')):.4f}  lr={m['lr']:.3g}  grad_norm={m['grad_norm']:.3g}")
         # Optuna cannot prune a study with several objectives (trial.report raises there).
-        if report and value is not None and math.isfinite(value):
+        if self.report and value is not None and math.isfinite(value):
             trial.report(value, record.epoch)
             if trial.should_prune():
                 raise _Pruned(record.epoch)
-        if deadline is not None and time.monotonic() > deadline:
+        if self.deadline is not None and time.monotonic() > self.deadline:
             raise _TimedOut(record.epoch)  # --timeout bounds the running trial too, at its next epoch
-        if faults_planned:
-            faults.fire(trial.number, record.epoch, run.model)
+        if self.faults_planned:
+            faults.fire(trial.number, record.epoch, self.run.model)
 
-    faults_planned = bool(os.environ.get("TUNEKIT_FAULT"))
-    run = None
-    try:
-        device = resolve_device(opts.device or trial_config.train.device)
-        run = build_run(trial_config, device, seed)
-        result = fit(run, seed=seed, monitor=monitor, direction=direction, on_epoch=on_epoch)
-    except _Pruned as pruned:
-        trial.set_user_attr("duration_s", round(time.perf_counter() - started, 3))
-        trial.set_user_attr("pruned_at_epoch", pruned.args[0])
-        return "PRUNED", None
-    except _TimedOut as stopped:
-        return _fail(trial, "timeout", f"--timeout reached at epoch {stopped.args[0]}", started)
-    except Diverged as exc:
-        if exc.record is not None:  # the epoch that went wrong, with why, closes the trial's metrics
-            append_jsonl(metrics_path, {**exc.record.to_json(), "stopped": exc.reason})
-        return _fail(trial, exc.reason, str(exc), started)
-    except KeyboardInterrupt:
-        raise
-    except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            raise  # a full disk is the study's problem, not this trial's: stop, don't fail every trial after
-        return _fail(trial, "error", f"{type(exc).__name__}: {exc}", started)
-    except Exception as exc:
-        reason = "oom" if "out of memory" in str(exc).lower() else "error"
-        detail = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        if os.environ.get("TUNEKIT_DEBUG"):
-            traceback.print_exc()
-        return _fail(trial, reason, detail, started)
-    finally:
-        _release(run)
+    def conclude(self, result=None, exc: BaseException | None = None) -> tuple[str, Any]:
+        """The outcome of training that returned `result` or raised `exc`. Re-raises what is not the
+        trial's own failure: KeyboardInterrupt, and a full disk (the study's problem: stop, don't fail every trial after)."""
+        from tunekit.trainer import Diverged
 
-    duration = time.perf_counter() - started
-    measured = {**result.best, "params": float(sum(p.numel() for p in run.model.parameters())), "train_time": duration}
-    values = [measured.get(metric) for metric, _ in objectives]
-    for (metric, _), value in zip(objectives, values):
-        if value is None or not math.isfinite(value):
-            return _fail(trial, "nonfinite_loss", f"{metric} is {value}", started)  # Optuna would COMPLETE +inf
-    trial.set_user_attr("duration_s", round(duration, 3))
-    trial.set_user_attr("best_epoch", result.best_epoch)
-    trial.set_user_attr("epochs_run", len(result.history))
-    trial.set_user_attr("metrics", {k: float(v) for k, v in result.best.items()})
-    return "COMPLETE", float(values[0]) if len(values) == 1 else [float(v) for v in values]
+        trial, started = self.trial, self.started
+        if exc is not None:
+            if isinstance(exc, _Pruned):
+                trial.set_user_attr("duration_s", round(time.perf_counter() - started, 3))
+                trial.set_user_attr("pruned_at_epoch", exc.args[0])
+                return "PRUNED", None
+            if isinstance(exc, _TimedOut):
+                return _fail(trial, "timeout", f"--timeout reached at epoch {exc.args[0]}", started)
+            if isinstance(exc, Diverged):
+                if exc.record is not None:  # the epoch that went wrong, with why, closes the trial's metrics
+                    append_jsonl(self.metrics_path, {**exc.record.to_json(), "stopped": exc.reason})
+                return _fail(trial, exc.reason, str(exc), started)
+            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or not isinstance(exc, Exception):
+                raise exc
+            reason = "oom" if "out of memory" in str(exc).lower() else "error"
+            detail = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            if os.environ.get("TUNEKIT_DEBUG"):
+                traceback.print_exception(exc)
+            return _fail(trial, reason, detail, started)
+
+        duration = time.perf_counter() - started
+        measured = {**result.best, "params": float(sum(p.numel() for p in self.run.model.parameters())), "train_time": duration}
+        values = [measured.get(metric) for metric, _ in self.objectives]
+        for (metric, _), value in zip(self.objectives, values):
+            if value is None or not math.isfinite(value):
+                return _fail(trial, "nonfinite_loss", f"{metric} is {value}", started)  # Optuna would COMPLETE +inf
+        trial.set_user_attr("duration_s", round(duration, 3))
+        trial.set_user_attr("best_epoch", result.best_epoch)
+        trial.set_user_attr("epochs_run", len(result.history))
+        trial.set_user_attr("metrics", {k: float(v) for k, v in result.best.items()})
+        return "COMPLETE", float(values[0]) if len(values) == 1 else [float(v) for v in values]
+
+    def train_alone(self) -> tuple[str, Any]:
+        from tunekit.trainer import fit
+
+        if self.problem:
+            return self.fail("error", self.problem)
+        try:
+            self.build()
+            result = fit(self.run, seed=self.seed, monitor=self.monitor, direction=self.direction, on_epoch=self.on_epoch)
+        except Exception as exc:
+            return self.conclude(exc=exc)
+        else:
+            return self.conclude(result)
+        finally:
+            self.release()
+
+    def fail(self, reason: str, detail: str) -> tuple[str, str]:
+        return _fail(self.trial, reason, detail, self.started)
+
+    def release(self) -> None:
+        on_gpu = self.run is not None and self.run.device.type == "cuda"
+        self.run = None  # the last reference, so that the collection below frees it
+        if on_gpu:
+            release_gpu_memory()
 
 
-def _release(run) -> None:
+def run_trial(trial, config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOptions,
+              deadline: float | None) -> tuple[str, Any]:
+    """Train one trial alone. Returns (state name, value or reason). KeyboardInterrupt propagates."""
+    return TrialJob(trial, config, space, study_dir, opts, deadline).train_alone()
+
+
+def release_gpu_memory() -> None:
     """Give GPU memory back between trials; otherwise it piles up across in-process trials."""
-    if run is None or run.device.type != "cuda":
-        return
     import gc
 
     import torch
 
-    del run
     gc.collect()
     torch.cuda.empty_cache()
 

@@ -1,0 +1,117 @@
+"""`study.population: K`: ask K trials at a time and train those that share an architecture together.
+
+The first trial of a population is sampled freely. The others are asked with its shared values
+fixed (Optuna's enqueue_trial with partial params), so the sampler chooses only what members may
+differ in: optimizer numbers, init, schedule (tunekit.population.is_member_key). Each trial is
+still its own Optuna trial: it reports every epoch, is pruned alone, and is told its own outcome.
+
+Trials that cannot share (a queued retry with other values, an optimizer without a vectorized
+form, batch norm) are trained one at a time, as without a population.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from tunekit.population import is_member_key
+from tunekit.study.trial import TrialJob
+
+if TYPE_CHECKING:
+    from tunekit.config.sections import Config
+    from tunekit.runs import StudyDir
+    from tunekit.space import SearchSpace
+    from tunekit.study.search import SearchOptions
+
+
+def ask_population(study, size: int, config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOptions,
+                   deadline: float | None) -> list[TrialJob]:
+    """Ask `size` trials meant to train together (called under the ask lock, so no other local
+    worker can take the trials queued here). If anything fails midway, the trials asked so far are
+    closed as failed, never left RUNNING."""
+    import optuna
+
+    asked = []
+    try:
+        first = study.ask()
+        asked.append(first)
+        jobs = [TrialJob(first, config, space, study_dir, opts, deadline)]
+        shared = {k: v for k, v in first.params.items() if not is_member_key(k)}
+        for _ in range(size - 1):
+            # Queued retries go first, with their own values; they join a population only if they fit.
+            if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
+                study.enqueue_trial(shared, skip_if_exists=False)
+            trial = study.ask()
+            asked.append(trial)
+            jobs.append(TrialJob(trial, config, space, study_dir, opts, deadline))
+    except BaseException:
+        from tunekit.study.search import _close_failed
+
+        for trial in asked:
+            _close_failed(study, trial)
+        raise
+    return jobs
+
+
+def shared_part(raw: dict[str, Any]) -> str:
+    """What members of one population must have in common: the concrete config without member keys."""
+    kept = {}
+    for section, value in raw.items():
+        if section in ("seed", "search"):
+            continue
+        if isinstance(value, dict):
+            value = {k: v for k, v in value.items() if not is_member_key(f"{section}.{k}")}
+        kept[section] = value
+    return json.dumps(kept, sort_keys=True, default=str)
+
+
+def train_jobs(jobs: list[TrialJob], log) -> list[tuple[str, Any]]:
+    """Train the asked trials, together where they can; returns each one's (state, value or reason), in order."""
+    outcomes: dict[int, tuple[str, Any]] = {}
+    groups: dict[str, list[int]] = {}
+    for i, job in enumerate(jobs):
+        if job.problem:
+            outcomes[i] = job.fail("error", job.problem)
+        else:
+            groups.setdefault(shared_part(job.raw), []).append(i)
+    for members in groups.values():
+        for i, outcome in zip(members, _train_group([jobs[i] for i in members], log)):
+            outcomes[i] = outcome
+    return [outcomes[i] for i in range(len(jobs))]
+
+
+def _train_group(group: list[TrialJob], log) -> list[tuple[str, Any]]:
+    from tunekit.population import fit_population, why_not
+
+    if len(group) == 1:
+        return [group[0].train_alone()]
+    outcomes: dict[int, tuple[str, Any]] = {}
+    try:
+        built = []
+        split = None
+        for i, job in enumerate(group):
+            try:
+                split = job.build(split).split  # one copy of the data on the device for all members
+                built.append(i)
+            except Exception as exc:
+                outcomes[i] = job.conclude(exc=exc)
+        members = [group[i] for i in built]
+        blocked = why_not(members[0].run) if members else None
+        if blocked is not None or len(members) < 2:
+            if blocked is not None:
+                log(f"trials {', '.join(str(j.trial.number) for j in members)} train one at a time: {blocked[1]}")
+            for i, job in zip(built, members):
+                job.release()
+                outcomes[i] = job.train_alone()
+        else:
+            shuffle_seed = members[0].seed
+            for job in members[1:]:  # so that `train --best` can order batches as this trial saw them
+                job.trial.set_user_attr("shuffle_seed", shuffle_seed)
+            results = fit_population([j.run for j in members], shuffle_seed=shuffle_seed, monitor=members[0].monitor,
+                                     direction=members[0].direction, on_epoch=[j.on_epoch for j in members])
+            for i, job, result in zip(built, members, results):
+                outcomes[i] = job.conclude(exc=result) if isinstance(result, BaseException) else job.conclude(result)
+    finally:
+        for job in group:
+            job.release()
+    return [outcomes[i] for i in range(len(group))]
