@@ -18,6 +18,7 @@ initializations and dropout masks are their own.
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Callable, Sequence
 
 import torch
@@ -26,6 +27,10 @@ from torch.func import functional_call, vmap
 
 from tunekit.build import Run, steps_per_epoch
 from tunekit.trainer import Diagnostics, EpochLedger, EpochRecord, FitResult, autocast, layer_of
+
+# torch.func has no batching rule for weight norm yet and falls back to a loop over members, with a
+# warning per call; the results are right, and the benchmark table says what it costs.
+warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented the batching rule")
 
 # Config keys population members may differ in; every other value must be equal within a population.
 MEMBER_SECTIONS = ("optimizer.", "init.", "schedule.")
@@ -89,43 +94,93 @@ def _per_member(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return x.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
 
 
+class _Numbers:
+    """One slot's hyperparameters as [K] float64 columns, plus what the hot loop asks of them:
+    whether a column is zero for every member (decided once: no host sync per step) and its
+    view broadcast over weights of a given rank (cached; lr's views are dropped when lr moves)."""
+
+    def __init__(self, columns: dict[str, torch.Tensor]):
+        self.columns = columns
+        self.used = {k: bool((v != 0).any()) for k, v in columns.items()}
+        self._views: dict[tuple, torch.Tensor] = {}
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        return self.columns[key]
+
+    def set_lr(self, column: torch.Tensor) -> None:
+        self.columns["lr"] = column
+        self._views = {k: v for k, v in self._views.items() if k[0] != "lr"}
+
+    def view(self, key: str, like: torch.Tensor) -> torch.Tensor:
+        cache_key = (key, like.dim(), like.dtype)
+        if cache_key not in self._views:
+            self._views[cache_key] = _per_member(self.columns[key], like)
+        return self._views[cache_key]
+
+    def rows(self, rows: torch.Tensor) -> "_Numbers":
+        return _Numbers({k: v[rows] for k, v in self.columns.items()})
+
+
 class StackedOptimizer:
     def __init__(self, runs: Sequence[Run], names: list[str], device: torch.device):
         self.runs, self.device = list(runs), device
         self.kind = runs[0].config.optimizer.name
-        first = runs[0].optimizer
-        group_of = {id(p): g for g, group in enumerate(first.param_groups) for p in group["params"]}
-        named = dict(runs[0].model.named_parameters())
-        self.group = {n: group_of[id(named[n])] for n in names if id(named[n]) in group_of}  # frozen params: absent
-        flags = first.param_groups[0]
+        # A weight's hyperparameters come from the param group it sits in, in each member's own optimizer;
+        # members may group differently (weight decay 0 makes one group, else decay/no-decay), so
+        # weights are keyed by the groups they sit in across all members ("slots").
+        group_dicts = [{id(p): group for group in r.optimizer.param_groups for p in group["params"]} for r in runs]
+        named = [dict(r.model.named_parameters()) for r in runs]
+        self.slot_of: dict[str, int] = {}
+        self.slots: list[list[dict]] = []  # per slot, each member's param group
+        for name in names:
+            groups = [lookup.get(id(members[name])) for lookup, members in zip(group_dicts, named)]
+            if groups[0] is None:
+                continue  # frozen (fine-tuning): in no optimizer
+            key = [id(g) for g in groups]
+            for i, slot in enumerate(self.slots):
+                if [id(g) for g in slot] == key:
+                    self.slot_of[name] = i
+                    break
+            else:
+                self.slot_of[name] = len(self.slots)
+                self.slots.append(groups)
+        flags = runs[0].optimizer.param_groups[0]
         self.nesterov, self.amsgrad, self.centered = flags.get("nesterov", False), flags.get("amsgrad", False), flags.get("centered", False)
-        self.hp = [self._read(g) for g in range(len(first.param_groups))]
+        self.hp = [self._read(slot) for slot in self.slots]
         self.lrs: list[tuple[float, ...]] = [()] * len(self.hp)
         self.state: dict[str, dict[str, torch.Tensor]] = {}
         self.steps = 0
 
-    def _read(self, g: int) -> dict[str, torch.Tensor]:
+    def _read(self, groups: list[dict]) -> _Numbers:
         values = {}
         for key in _NUMBERS[self.kind]:
             if key in ("beta1", "beta2"):
-                column = [r.optimizer.param_groups[g]["betas"][key == "beta2"] for r in self.runs]
+                column = [g["betas"][key == "beta2"] for g in groups]
             else:
-                column = [r.optimizer.param_groups[g][key] for r in self.runs]
+                column = [g[key] for g in groups]
             values[key] = torch.tensor(column, dtype=torch.float64, device=self.device)
-        return values
+        if self.kind == "sgd":  # torch ignores dampening without momentum; so must a member whose momentum is 0
+            values["keep_grad"] = torch.where(values["momentum"] != 0, 1 - values["dampening"], 1.0)
+        # 1 - beta in float64, as torch computes it in Python: in float32, 1 - 0.999 is off by 1e-5 (relative).
+        for key in ("beta1", "beta2", "alpha"):
+            if key in values:
+                values[f"1-{key}"] = 1 - values[key]
+        return _Numbers(values)
 
     def _refresh_lr(self) -> None:
-        # Schedules move lr between steps; rebuild the [K] tensor only when some member's lr changed.
-        for g, hp in enumerate(self.hp):
-            current = tuple(r.optimizer.param_groups[g]["lr"] for r in self.runs)
-            if current != self.lrs[g]:
-                self.lrs[g] = current
-                hp["lr"] = torch.tensor(current, dtype=torch.float64, device=self.device)
+        # Schedules move lr between steps; rebuild a [K] tensor only when some member's lr changed.
+        for i, groups in enumerate(self.slots):
+            current = tuple(g["lr"] for g in groups)
+            if current != self.lrs[i]:
+                self.lrs[i] = current
+                self.hp[i].set_lr(torch.tensor(current, dtype=torch.float64, device=self.device))
 
     def keep(self, rows: torch.Tensor, runs: Sequence[Run]) -> None:
         """Only these members (stack rows) train on."""
         self.runs = list(runs)
-        self.hp = [{k: v[rows] for k, v in hp.items()} for hp in self.hp]
+        kept = rows.tolist()
+        self.slots = [[slot[r] for r in kept] for slot in self.slots]
+        self.hp = [hp.rows(rows) for hp in self.hp]
         self.lrs = [()] * len(self.hp)
         self.state = {n: {k: v[rows] for k, v in s.items()} for n, s in self.state.items()}
 
@@ -134,82 +189,79 @@ class StackedOptimizer:
         self._refresh_lr()
         self.steps += 1
         update = getattr(self, f"_{self.kind}")
-        for name, group in self.group.items():
+        for name, slot in self.slot_of.items():
             p = params[name]
             if p.grad is not None:
-                update(p, p.grad, self.state.setdefault(name, {}), self.hp[group])
+                update(p, p.grad, self.state.setdefault(name, {}), self.hp[slot])
 
-    def _sgd(self, p, g, state, hp) -> None:
-        if bool((hp["weight_decay"] != 0).any()):
-            g = g + _per_member(hp["weight_decay"], p) * p
-        if bool((hp["momentum"] != 0).any()):
-            momentum = _per_member(hp["momentum"], p)
+    def _sgd(self, p, g, state, hp: _Numbers) -> None:
+        if hp.used["weight_decay"]:
+            g = g + hp.view("weight_decay", p) * p
+        if hp.used["momentum"]:
+            momentum = hp.view("momentum", p)
             if "buf" not in state:
                 state["buf"] = g.clone()
             else:
-                # torch ignores dampening without momentum; so must a member whose momentum is 0
-                damp = _per_member(torch.where(hp["momentum"] != 0, 1 - hp["dampening"], 1.0), p)
-                state["buf"].mul_(momentum).add_(damp * g)
+                state["buf"].mul_(momentum).add_(hp.view("keep_grad", p) * g)
             buf = state["buf"]
             g = g + momentum * buf if self.nesterov else torch.where(momentum != 0, buf, g)
-        p.sub_(_per_member(hp["lr"], p) * g)
+        p.sub_(hp.view("lr", p) * g)
 
-    def _adam(self, p, g, state, hp, decoupled: bool = False) -> None:
+    def _adam(self, p, g, state, hp: _Numbers, decoupled: bool = False) -> None:
         if "exp_avg" not in state:
             state["exp_avg"], state["exp_avg_sq"] = torch.zeros_like(p), torch.zeros_like(p)
             if self.amsgrad:
                 state["max_exp_avg_sq"] = torch.zeros_like(p)
-        wd = hp["weight_decay"]
-        if bool((wd != 0).any()):
+        if hp.used["weight_decay"]:
             if decoupled:
-                p.mul_(_per_member(1 - hp["lr"] * wd, p))
+                p.mul_(_per_member(1 - hp["lr"] * hp["weight_decay"], p))
             else:
-                g = g + _per_member(wd, p) * p
-        beta1, beta2 = hp["beta1"], hp["beta2"]
-        state["exp_avg"].lerp_(g, _per_member(1 - beta1, p))
-        state["exp_avg_sq"].mul_(_per_member(beta2, p)).addcmul_(g, g * _per_member(1 - beta2, p))
+                g = g + hp.view("weight_decay", p) * p
+        beta2 = hp.view("beta2", p)
+        state["exp_avg"].lerp_(g, hp.view("1-beta1", p))
+        state["exp_avg_sq"].mul_(beta2).addcmul_(g, g * hp.view("1-beta2", p))
         second = state["exp_avg_sq"]
         if self.amsgrad:
             torch.maximum(state["max_exp_avg_sq"], second, out=state["max_exp_avg_sq"])
             second = state["max_exp_avg_sq"]
-        step_size = hp["lr"] / (1 - beta1**self.steps)
-        denom = (second.sqrt() / _per_member((1 - beta2**self.steps).sqrt(), p)).add_(_per_member(hp["eps"], p))
+        # Bias corrections in float64, as torch computes them in Python floats.
+        step_size = hp["lr"] / (1 - hp["beta1"] ** self.steps)
+        denom = (second.sqrt() / _per_member((1 - hp["beta2"] ** self.steps).sqrt(), p)).add_(hp.view("eps", p))
         p.sub_(_per_member(step_size, p) * state["exp_avg"] / denom)
 
-    def _adamw(self, p, g, state, hp) -> None:
+    def _adamw(self, p, g, state, hp: _Numbers) -> None:
         self._adam(p, g, state, hp, decoupled=True)
 
-    def _rmsprop(self, p, g, state, hp) -> None:
+    def _rmsprop(self, p, g, state, hp: _Numbers) -> None:
         if "square_avg" not in state:
             state["square_avg"] = torch.zeros_like(p)
             if self.centered:
                 state["grad_avg"] = torch.zeros_like(p)
-        if bool((hp["weight_decay"] != 0).any()):
-            g = g + _per_member(hp["weight_decay"], p) * p
-        alpha = _per_member(hp["alpha"], p)
-        state["square_avg"].mul_(alpha).addcmul_(g, g * (1 - alpha))
+        if hp.used["weight_decay"]:
+            g = g + hp.view("weight_decay", p) * p
+        alpha = hp.view("alpha", p)
+        state["square_avg"].mul_(alpha).addcmul_(g, g * hp.view("1-alpha", p))
         if self.centered:
-            state["grad_avg"].lerp_(g, 1 - alpha)
+            state["grad_avg"].lerp_(g, hp.view("1-alpha", p))
             avg = state["square_avg"].addcmul(state["grad_avg"], state["grad_avg"], value=-1).sqrt_()
         else:
             avg = state["square_avg"].sqrt()
-        avg = avg.add_(_per_member(hp["eps"], p))
-        lr = _per_member(hp["lr"], p)
-        if bool((hp["momentum"] != 0).any()):
+        avg = avg.add_(hp.view("eps", p))
+        if hp.used["momentum"]:
             buf = state.setdefault("buf", torch.zeros_like(p))
-            buf.mul_(_per_member(hp["momentum"], p)).add_(g / avg)
-            p.sub_(lr * buf)
+            buf.mul_(hp.view("momentum", p)).add_(g / avg)
+            p.sub_(hp.view("lr", p) * buf)
         else:
-            p.sub_(lr * g / avg)
+            p.sub_(hp.view("lr", p) * g / avg)
 
-    def _adagrad(self, p, g, state, hp) -> None:
+    def _adagrad(self, p, g, state, hp: _Numbers) -> None:
         if "sum" not in state:
-            state["sum"] = _per_member(hp["initial_accumulator_value"], p).expand_as(p).clone()
-        if bool((hp["weight_decay"] != 0).any()):
-            g = g + _per_member(hp["weight_decay"], p) * p
+            state["sum"] = hp.view("initial_accumulator_value", p).expand_as(p).clone()
+        if hp.used["weight_decay"]:
+            g = g + hp.view("weight_decay", p) * p
         clr = hp["lr"] / (1 + (self.steps - 1) * hp["lr_decay"])
         state["sum"].addcmul_(g, g)
-        std = state["sum"].sqrt().add_(_per_member(hp["eps"], p))
+        std = state["sum"].sqrt().add_(hp.view("eps", p))
         p.sub_(_per_member(clr, p) * g / std)
 
 
