@@ -149,6 +149,13 @@ def test_what_cannot_be_vectorized_says_why(params, key, words):
     assert why_not(build_run(config(), CPU, 0)) is None
 
 
+def test_on_the_cpu_a_large_model_trains_one_at_a_time_but_is_no_config_error():
+    big = build_run(config(**{"model.hidden": [512, 512]}), CPU, 0)
+    key, words = why_not(big)
+    assert key == "model" and "on CPU cores a population is faster only below 200,000" in words
+    assert why_not(big, size=False) is None
+
+
 def test_population_problems_spare_a_searched_key():
     raw = {**apply_params(BASE, {"optimizer.name": "nadam", "study.population": 4}), "search": {"optimizer.lr": {"low": 1e-3, "high": 1e-1}}}
     cfg, _ = check_sections(raw)

@@ -65,8 +65,9 @@ def shared_part(raw: dict[str, Any]) -> str:
     return json.dumps(kept, sort_keys=True, default=str)
 
 
-def train_jobs(jobs: list[TrialJob], log) -> list[tuple[str, Any]]:
-    """Train the asked trials, together where they can; returns each one's (state, value or reason), in order."""
+def train_jobs(jobs: list[TrialJob], log, told: set[str]) -> list[tuple[str, Any]]:
+    """Train the asked trials, together where they can; returns each one's (state, value or reason), in order.
+    `told`: why-nots already logged by this worker (each is said once, not once per population)."""
     outcomes: dict[int, tuple[str, Any]] = {}
     groups: dict[str, list[int]] = {}
     for i, job in enumerate(jobs):
@@ -75,12 +76,12 @@ def train_jobs(jobs: list[TrialJob], log) -> list[tuple[str, Any]]:
         else:
             groups.setdefault(shared_part(job.raw), []).append(i)
     for members in groups.values():
-        for i, outcome in zip(members, _train_group([jobs[i] for i in members], log)):
+        for i, outcome in zip(members, _train_group([jobs[i] for i in members], log, told)):
             outcomes[i] = outcome
     return [outcomes[i] for i in range(len(jobs))]
 
 
-def _train_group(group: list[TrialJob], log) -> list[tuple[str, Any]]:
+def _train_group(group: list[TrialJob], log, told: set[str]) -> list[tuple[str, Any]]:
     from tunekit.population import fit_population, why_not
 
     if len(group) == 1:
@@ -98,7 +99,8 @@ def _train_group(group: list[TrialJob], log) -> list[tuple[str, Any]]:
         members = [group[i] for i in built]
         blocked = why_not(members[0].run) if members else None
         if blocked is not None or len(members) < 2:
-            if blocked is not None:
+            if blocked is not None and blocked[1] not in told:
+                told.add(blocked[1])
                 log(f"trials {', '.join(str(j.trial.number) for j in members)} train one at a time: {blocked[1]}")
             for i, job in zip(built, members):
                 job.release()

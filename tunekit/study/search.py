@@ -177,7 +177,7 @@ def work(config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOp
     sampler, pruner = build_sampler_and_pruner(config, space, worker=opts.worker_index)
     study = optuna.load_study(study_name=study_dir.name, storage=open_storage(study_dir, opts.storage), sampler=sampler, pruner=pruner)
     target = opts.trials or config.study.trials
-    population = config.study.population
+    population, told = config.study.population, set()
     while True:
         jobs = None
         with _ask_lock(study_dir, opts):
@@ -207,7 +207,7 @@ def work(config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOp
                 else:
                     from tunekit.study.population import train_jobs
 
-                    outcomes = train_jobs(jobs, opts.log)
+                    outcomes = train_jobs(jobs, opts.log, told)
             for trial, (state, outcome) in zip(trials, outcomes):
                 if state == "COMPLETE":
                     study.tell(trial, outcome)
