@@ -72,8 +72,8 @@ def test_train_best_reproduces_a_member_trained_in_a_population(cli, write_confi
     result = cli("train", "--best", "--pick", "2", "--runs", runs, "--json")
     assert result.exit_code == 0, result.stderr
     retrained = json.loads(result.stdout)["metrics"]
-    assert retrained["val_loss"] == pytest.approx(member.user_attrs["metrics"]["val_loss"], rel=1e-4)
-    assert retrained["val_accuracy"] == pytest.approx(member.user_attrs["metrics"]["val_accuracy"], abs=1 / 30 + 1e-9)
+    assert retrained["val_loss"] == pytest.approx(member.user_attrs["result"]["metrics"]["val_loss"], rel=1e-4)
+    assert retrained["val_accuracy"] == pytest.approx(member.user_attrs["result"]["metrics"]["val_accuracy"], abs=1 / 30 + 1e-9)
 
 
 def test_each_member_is_pruned_on_its_own(cli, write_config, runs):

@@ -41,8 +41,9 @@ class Heartbeat:
                 return  # the trial has finished (or storage went away): nothing left to keep alive
 
     def __enter__(self):
+        # The first beat is the trial's start time (is_dead reads it when no heartbeat is recorded yet):
+        # one fsynced journal write saved per trial.
         self.storage.set_trial_user_attr(self.trial_id, "worker", worker_id())
-        self.storage.set_trial_user_attr(self.trial_id, "heartbeat", time.time())
         self._thread.start()
         return self
 
@@ -65,10 +66,10 @@ def is_dead(trial, now: float | None = None, stale_after: float = STALE_AFTER_S)
     """A RUNNING trial whose worker is gone."""
     now = now or time.time()
     worker = trial.user_attrs.get("worker")
-    beat = trial.user_attrs.get("heartbeat")
-    if worker is None or beat is None:
+    started = trial.datetime_start.timestamp() if trial.datetime_start else now
+    beat = trial.user_attrs.get("heartbeat", started)  # before the first beat, the trial's start counts as one
+    if worker is None:
         # Asked but never started: give its worker the same grace from the trial's start.
-        started = trial.datetime_start.timestamp() if trial.datetime_start else now
         return now - started > stale_after
     host, _, pid = worker.rpartition(":")
     if host == HOST and pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):

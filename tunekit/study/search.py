@@ -29,6 +29,7 @@ from tunekit.study.liveness import counted
 from tunekit.study.resume import _archive, open_or_resume
 from tunekit.study.trial import _TimedOut, objectives_of, run_trial, trial_seed  # noqa: F401 (trial_seed: used by train --best)
 from tunekit.study.storage import describe_storage, open_storage
+from tunekit.study.summary import outcome as outcome_of
 from tunekit.study.summary import pick_best, summarize
 
 
@@ -84,7 +85,7 @@ def _progress_line(done: int, target: int, trial, state: str, outcome: Any, stud
     elif state == "FAIL":
         what = f"reason={outcome}"
     else:
-        what = f"pruned at epoch {trial.user_attrs.get('pruned_at_epoch', '?')}"
+        what = f"pruned at epoch {outcome_of(trial).get('pruned_at_epoch', '?')}"
     best = pick_best(study)
     if best is None:
         best_text = "best=-"

@@ -11,17 +11,25 @@ def _state(trial) -> str:
     return trial.state.name
 
 
+def outcome(trial) -> dict[str, Any]:
+    """What a trial recorded about how it ended (duration_s, best_epoch, epochs_run, metrics,
+    pruned_at_epoch, error): one `result` attribute, or separate ones in studies written by earlier tunekit versions."""
+    attrs = trial.user_attrs
+    return {**attrs, **(attrs.get("result") or {})}
+
+
 def trial_row(trial) -> dict[str, Any]:
+    ended = outcome(trial)
     return {
         "number": trial.number,
         "state": _state(trial),
         "value": trial.value if trial.values is not None and len(trial.values) == 1 else trial.values,
         "params": dict(trial.params),
-        "reason": trial.user_attrs.get("reason"),
-        "duration_s": trial.user_attrs.get("duration_s")
-        if trial.user_attrs.get("duration_s") is not None
+        "reason": ended.get("reason"),
+        "duration_s": ended.get("duration_s")
+        if ended.get("duration_s") is not None
         else (trial.duration.total_seconds() if trial.duration else None),
-        "best_epoch": trial.user_attrs.get("best_epoch"),
+        "best_epoch": ended.get("best_epoch"),
     }
 
 
@@ -75,7 +83,7 @@ def summarize(study, storage: str) -> dict[str, Any]:
     bt = pick_best(study)
     if bt is not None:
         best = {"number": bt.number, "value": bt.value if len(bt.values) == 1 else list(bt.values), "params": dict(bt.params),
-                "config": bt.user_attrs.get("config"), "metrics": bt.user_attrs.get("metrics"), "best_epoch": bt.user_attrs.get("best_epoch")}
+                "config": bt.user_attrs.get("config"), "metrics": outcome(bt).get("metrics"), "best_epoch": outcome(bt).get("best_epoch")}
     several = len(study.directions) > 1
     extra = {}
     if several:

@@ -106,8 +106,7 @@ class TrialJob:
         trial, started = self.trial, self.started
         if exc is not None:
             if isinstance(exc, _Pruned):
-                trial.set_user_attr("duration_s", round(time.perf_counter() - started, 3))
-                trial.set_user_attr("pruned_at_epoch", exc.args[0])
+                trial.set_user_attr("result", {"duration_s": round(time.perf_counter() - started, 3), "pruned_at_epoch": exc.args[0]})
                 return "PRUNED", None
             if isinstance(exc, _TimedOut):
                 return _fail(trial, "timeout", f"--timeout reached at epoch {exc.args[0]}", started)
@@ -129,10 +128,9 @@ class TrialJob:
         for (metric, _), value in zip(self.objectives, values):
             if value is None or not math.isfinite(value):
                 return _fail(trial, "nonfinite_loss", f"{metric} is {value}", started)  # Optuna would COMPLETE +inf
-        trial.set_user_attr("duration_s", round(duration, 3))
-        trial.set_user_attr("best_epoch", result.best_epoch)
-        trial.set_user_attr("epochs_run", len(result.history))
-        trial.set_user_attr("metrics", {k: float(v) for k, v in result.best.items()})
+        # One attribute, not four: each is an fsynced journal write (see study.summary.outcome).
+        trial.set_user_attr("result", {"duration_s": round(duration, 3), "best_epoch": result.best_epoch, "epochs_run": len(result.history),
+                                       "metrics": {k: float(v) for k, v in result.best.items()}})
         return "COMPLETE", float(values[0]) if len(values) == 1 else [float(v) for v in values]
 
     def train_alone(self) -> tuple[str, Any]:
@@ -177,7 +175,6 @@ def release_gpu_memory() -> None:
 
 
 def _fail(trial, reason: str, detail: str, started: float) -> tuple[str, str]:
-    trial.set_user_attr("reason", reason)
-    trial.set_user_attr("error", detail[:500])
-    trial.set_user_attr("duration_s", round(time.perf_counter() - started, 3))
+    trial.set_user_attr("reason", reason)  # its own attribute: recovery and the report filter on it
+    trial.set_user_attr("result", {"duration_s": round(time.perf_counter() - started, 3), "error": detail[:500]})
     return "FAIL", reason
