@@ -8,8 +8,6 @@ error with its dotted key, instead of a failed trial an hour in.
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from typing import Callable
 
@@ -41,31 +39,14 @@ def resolve_device(spec: str) -> torch.device:
     return torch.device(spec)
 
 
-_SPLITS: dict[str, Split] = {}  # per process: a study's trials share one data config
-_SPLITS_KEPT = 4
-
-
 def load_data(config: Config) -> Split:
-    """The split for this data config and seed, loaded once per process and reused by every trial
-    (the tensors are never written to). A data file is re-read when its size or mtime changes."""
     d = config.data
-    path, stamp = d.args.get("path"), None
-    if isinstance(path, str) and os.path.isfile(os.path.expanduser(path)):
-        info = os.stat(os.path.expanduser(path))
-        stamp = [info.st_mtime_ns, info.st_size]
-    key = json.dumps([d.name, d.args, d.val_fraction, d.test_fraction, d.standardize, config.seed, stamp], sort_keys=True, default=str)
-    if key in _SPLITS:
-        return _SPLITS[key]
     try:
-        split = load_split(d.name, d.args, d.val_fraction, d.test_fraction, d.standardize, config.seed, loader=lookup("data", d.name))
+        return load_split(d.name, d.args, d.val_fraction, d.test_fraction, d.standardize, config.seed, loader=lookup("data", d.name))
     except DataError:
         raise
     except Exception as exc:  # a loader (a plugin's, too) that fails is a data problem, not a crash
         raise DataError(f"data '{d.name}': {type(exc).__name__}: {exc}") from None
-    if len(_SPLITS) >= _SPLITS_KEPT:
-        _SPLITS.pop(next(iter(_SPLITS)))
-    _SPLITS[key] = split
-    return split
 
 
 def resolve(config: Config, split: Split) -> Config:

@@ -333,12 +333,17 @@ _CACHE: dict[str, Split] = {}
 
 def load_split(name: str, args: dict, val_fraction: float, test_fraction: float, standardize: bool, seed: int,
                loader: Callable[..., RawData | tuple] | None = None) -> Split:
-    """Load and split a dataset once per process: every trial in a worker reuses the tensors.
+    """Load and split a dataset once per process: every trial in a worker reuses the tensors (they
+    are never written to). A data file is read again when its size or modification time changes.
 
     A plugin loader may return RawData, or a tuple (X, y): integer labels mean classification."""
     import json
 
-    key = json.dumps([name, args, val_fraction, test_fraction, standardize, seed], sort_keys=True, default=str)
+    path, stamp = args.get("path"), None
+    if isinstance(path, str) and os.path.isfile(os.path.expanduser(path)):
+        info = os.stat(os.path.expanduser(path))
+        stamp = [info.st_mtime_ns, info.st_size]
+    key = json.dumps([name, args, val_fraction, test_fraction, standardize, seed, stamp], sort_keys=True, default=str)
     if key not in _CACHE:
         raw = (loader or DATASETS.get(name))(seed=seed, **args)
         if isinstance(raw, tuple) and len(raw) == 2:
