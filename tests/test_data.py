@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from tunekit.data import DATASETS, RawData, load_split, prepare
+from tunekit.data import DATASETS, RawData, load_split, prepare, split_indices
+from tests.conftest import REPO
 from tunekit.errors import DataError
 
 
@@ -16,6 +17,44 @@ def test_stratified_split_sizes_and_train_statistics():
     assert split.X_train.mean(0).abs().max() < 1e-4
     counts = torch.bincount(split.y_val, minlength=10).float()
     assert counts.min() >= 33 and counts.max() <= 38  # stratified: every digit ~36 times
+
+
+@pytest.mark.parametrize("name", ["digits", "iris", "wine", "breast_cancer", "diabetes"])
+def test_bundled_sets_read_without_scikit_learn_equal_its_loaders(name):
+    import sklearn.datasets
+
+    raw = DATASETS.get(name)(seed=0)
+    X, y = getattr(sklearn.datasets, f"load_{name}")(return_X_y=True)
+    assert raw.X.shape == X.shape and np.allclose(raw.X, X, rtol=0, atol=1e-12) and np.array_equal(raw.y, y)
+
+
+def test_a_study_on_bundled_data_never_imports_scikit_learn():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom tunekit.config.load import load_config\nfrom tunekit.build import check_buildable\n"
+            "check_buildable(load_config('configs/quickstart.yaml'))\nprint(sorted(m for m in ('sklearn', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("counts, n_hold, held", [
+    ([50, 30, 5], 17, [10, 6, 1]),  # proportional shares, rounded by largest remainder
+    ([100, 1000], 220, [20, 200]),
+    ([2, 2, 2], 3, [1, 1, 1]),  # every class keeps a row on each side
+    ([5, 5], 9, None),  # a side would lose a class: plain shuffle
+    ([1, 10], 3, None),  # a class of one row cannot be stratified
+])
+def test_split_indices_stratifies_where_it_can(counts, n_hold, held):
+    y = np.repeat(np.arange(len(counts)), counts)
+    keep, hold = split_indices(y, n_hold, seed=3, stratify=True)
+    assert len(hold) == n_hold and sorted(np.concatenate([keep, hold]).tolist()) == list(range(len(y)))
+    if held is not None:
+        assert np.bincount(y[hold], minlength=len(counts)).tolist() == held
+    again = split_indices(y, n_hold, seed=3, stratify=True)
+    assert np.array_equal(again[0], keep) and np.array_equal(again[1], hold)
+    other = split_indices(y, n_hold, seed=4, stratify=True)
+    assert not np.array_equal(other[1], hold)
 
 
 def test_same_seed_same_split_other_seed_other_split():

@@ -38,32 +38,72 @@ DATASETS: Registry[Callable[..., RawData]] = Registry("dataset")
 
 
 # --- bundled with scikit-learn (no download) -------------------------------------------------
+# The bundled sets are small text files inside scikit-learn's package. Reading them with numpy
+# instead of sklearn.datasets keeps scikit-learn (and SciPy, which it imports: ~1.5 s) out of
+# every search process and every --workers worker. Where the files are not where this scikit-learn
+# keeps them, its own loader is used.
+
+
+def _bundled_file(name: str) -> str | None:
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")  # locates the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = os.path.join(spec.submodule_search_locations[0], "datasets", "data", name)
+    return path if os.path.isfile(path) else None
+
+
+def _table(name: str, header: bool, delimiter: str | None = ",") -> np.ndarray | None:
+    """A bundled CSV (gzipped or not) as floats; the first line of the headed ones holds counts and class names."""
+    path = _bundled_file(name)
+    return None if path is None else np.loadtxt(path, delimiter=delimiter, skiprows=1 if header else 0)
 
 
 @DATASETS.register("digits")
 def digits(seed: int, as_images: bool = False) -> RawData:
     """8x8 handwritten digits, 10 classes, 1797 samples. `as_images` gives 1x8x8 inputs for conv models."""
-    from sklearn.datasets import load_digits
+    table = _table("digits.csv.gz", header=False)
+    if table is None:
+        from sklearn.datasets import load_digits
 
-    X, y = load_digits(return_X_y=True)
+        X, y = load_digits(return_X_y=True)
+    else:
+        X, y = table[:, :-1], table[:, -1].astype(np.int64)
     return RawData(X, y, "classification", (1, 8, 8) if as_images else None)
 
 
-def _bundled(loader_name: str, task: Task) -> Callable[..., RawData]:
+def _bundled(file: str, loader_name: str, task: Task) -> Callable[..., RawData]:
     def load(seed: int) -> RawData:
-        import sklearn.datasets
+        table = _table(file, header=True)
+        if table is None:
+            import sklearn.datasets
 
-        X, y = getattr(sklearn.datasets, loader_name)(return_X_y=True)
+            X, y = getattr(sklearn.datasets, loader_name)(return_X_y=True)
+        else:
+            X, y = table[:, :-1], table[:, -1].astype(np.int64)
         return RawData(X, y, task)
 
     load.__doc__ = f"scikit-learn's bundled `{loader_name}` ({task})."
     return load
 
 
-DATASETS.register("iris")(_bundled("load_iris", "classification"))
-DATASETS.register("wine")(_bundled("load_wine", "classification"))
-DATASETS.register("breast_cancer")(_bundled("load_breast_cancer", "classification"))
-DATASETS.register("diabetes")(_bundled("load_diabetes", "regression"))
+DATASETS.register("iris")(_bundled("iris.csv", "load_iris", "classification"))
+DATASETS.register("wine")(_bundled("wine_data.csv", "load_wine", "classification"))
+DATASETS.register("breast_cancer")(_bundled("breast_cancer.csv", "load_breast_cancer", "classification"))
+
+
+@DATASETS.register("diabetes")
+def diabetes(seed: int) -> RawData:
+    """scikit-learn's bundled `load_diabetes` (regression), features centred and scaled as it does."""
+    X, y = _table("diabetes_data_raw.csv.gz", header=False, delimiter=None), _table("diabetes_target.csv.gz", header=False)
+    if X is None or y is None:
+        import sklearn.datasets
+
+        X, y = sklearn.datasets.load_diabetes(return_X_y=True)
+    else:
+        X = (X - X.mean(axis=0)) / X.std(axis=0) / np.sqrt(len(X))  # scikit-learn's `scaled=True`
+    return RawData(X, y, "regression")
 
 
 # --- synthetic (seeded by the config's seed) -------------------------------------------------
@@ -243,10 +283,43 @@ def _check_finite(name: str, arr: np.ndarray) -> None:
         raise DataError(f"NaN or infinite values in {bad} row(s) of the {name}", "clean or impute the data first")
 
 
+def split_indices(y: np.ndarray, n_hold: int, seed: int, stratify: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (kept, held out) with `n_hold` rows held out, shuffled by `seed`.
+
+    Stratified, each class gives the held-out set its share of `n_hold` (rounded by largest
+    remainder) and keeps at least one row on each side. Where that is impossible (a class of one
+    row, fewer held-out rows than classes), the split is a plain shuffle."""
+    rng = np.random.default_rng(seed)
+    n = len(y)
+    if stratify:
+        classes, labels = np.unique(y, return_inverse=True)
+        counts = np.bincount(labels)
+        if counts.min() >= 2 and len(classes) <= n_hold <= n - len(classes):
+            take = _shares(counts, n_hold)
+            hold = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[: take[c]] for c in range(len(classes))])
+            held = np.zeros(n, dtype=bool)
+            held[hold] = True
+            return rng.permutation(np.flatnonzero(~held)), rng.permutation(hold)
+    order = rng.permutation(n)
+    return order[n_hold:], order[:n_hold]
+
+
+def _shares(counts: np.ndarray, total: int) -> np.ndarray:
+    """`total` split across classes in proportion to `counts`, each between 1 and its count - 1."""
+    exact = counts * (total / counts.sum())
+    take = np.clip(np.floor(exact).astype(np.int64), 1, counts - 1)
+    while take.sum() < total:  # one row at a time to the class furthest below its exact share
+        room = take < counts - 1
+        take[np.flatnonzero(room)[np.argmax((exact - take)[room])]] += 1
+    while take.sum() > total:  # or back from the one furthest above it
+        room = take > 1
+        take[np.flatnonzero(room)[np.argmin((exact - take)[room])]] -= 1
+    return take
+
+
 def prepare(raw: RawData, val_fraction: float, test_fraction: float, standardize: bool, seed: int) -> Split:
     """Split, encode labels, standardize with train statistics, and return CPU tensors."""
     import torch
-    from sklearn.model_selection import train_test_split
 
     X = np.asarray(raw.X)
     y = np.asarray(raw.y)
@@ -287,11 +360,8 @@ def prepare(raw: RawData, val_fraction: float, test_fraction: float, standardize
         n_hold = int(round(len(Xa) * fraction))
         if n_hold < 1 or len(Xa) - n_hold < 1:
             raise DataError(f"{what} split of {fraction} leaves an empty set from {len(Xa)} rows", "use more data or another fraction")
-        try:
-            return train_test_split(Xa, ya, test_size=n_hold, random_state=seed, stratify=ya if stratify else None)
-        except ValueError:
-            # Too few members of some class to stratify: fall back to a plain shuffle split.
-            return train_test_split(Xa, ya, test_size=n_hold, random_state=seed)
+        keep, hold = split_indices(ya, n_hold, seed, stratify)
+        return Xa[keep], Xa[hold], ya[keep], ya[hold]
 
     if raw.X_test is not None:
         X_test = np.asarray(raw.X_test, dtype=np.float64)
