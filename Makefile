@@ -32,7 +32,7 @@ test: install
 
 # Benchmarks take ~20 minutes on 2 cores; results go to benchmarks/results.jsonl (one JSON line each).
 bench: install
-	$(BIN)/python benchmarks/trainer_throughput.py --repeats 7 | tee benchmarks/results.log
+	$(BIN)/python benchmarks/trainer_throughput.py --repeats 15 --epochs 5 | tee benchmarks/results.log
 	$(BIN)/python benchmarks/search_vs_optuna.py --seeds 0 1 2 | tee -a benchmarks/results.log
 	$(BIN)/python benchmarks/overhead.py --trials 50 500 | tee -a benchmarks/results.log
 	$(BIN)/python benchmarks/workers.py --repeats 2 | tee -a benchmarks/results.log

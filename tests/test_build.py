@@ -43,3 +43,48 @@ def test_defaults_resolve_from_the_task():
     reg = check_buildable(validate_document(parse_yaml("data: {name: diabetes}\n")))
     assert (clf.loss.name, clf.study.metric, clf.study.direction) == ("cross_entropy", "val_accuracy", "maximize")
     assert (reg.loss.name, reg.study.metric, reg.study.direction) == ("mse", "val_rmse", "minimize")
+
+
+CNN = """
+data: {name: digits, as_images: true}
+model: {name: cnn, channels: [4, 8], norm: none}
+optimizer: {name: sgd, lr: 0.05, momentum: 0.9}
+train: {epochs: 2, batch_size: 64, precision: PRECISION}
+"""
+
+
+@pytest.mark.parametrize("device, precision, model, expected", [
+    ("cuda", "bf16", "cnn", True),
+    ("cuda", "fp16", "cnn", True),
+    ("cuda", "fp32", "cnn", False),  # no tensor-core kernels to feed
+    ("cpu", "bf16", "cnn", False),
+    ("cuda", "bf16", "mlp", False),  # nothing to convolve
+])
+def test_channels_last_only_for_convolutions_under_autocast_on_a_gpu(device, precision, model, expected):
+    import torch
+
+    from tunekit.build import build_model, channels_last_helps, load_data
+
+    text = CNN.replace("PRECISION", precision).replace("name: cnn, channels: [4, 8], norm: none", f"name: {model}")
+    config = check_buildable(validate_document(parse_yaml(text)))
+    built = build_model(config, load_data(config))
+    assert channels_last_helps(built, torch.device(device), precision) is expected
+
+
+def test_channels_last_trains_the_same_model():
+    """The GPU path's layout change is checked on the CPU: same values, same training, NHWC memory."""
+    import torch
+
+    from tunekit.build import build_run, to_channels_last
+    from tunekit.trainer import fit
+
+    config = check_buildable(validate_document(parse_yaml(CNN.replace("PRECISION", "fp32"))))
+    plain = build_run(config, torch.device("cpu"), seed=1)
+    nhwc = build_run(config, torch.device("cpu"), seed=1)
+    nhwc.model, nhwc.split = to_channels_last(nhwc.model, nhwc.split)
+    assert nhwc.split.X_train.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(nhwc.split.X_train, plain.split.X_train)
+    assert nhwc.split.X_train[torch.tensor([3, 1])].is_contiguous(memory_format=torch.channels_last)  # batches keep it
+    a = fit(plain, seed=1, monitor="val_accuracy", direction="maximize")
+    b = fit(nhwc, seed=1, monitor="val_accuracy", direction="maximize")
+    assert [r.metrics["train_loss"] for r in a.history] == pytest.approx([r.metrics["train_loss"] for r in b.history], rel=1e-4)

@@ -143,6 +143,8 @@ def build_run(config: Config, device: torch.device, seed: int, split: Split | No
 
         apply_finetune(model, config.train.finetune, config.source)
     model = model.to(device)
+    if channels_last_helps(model, device, config.train.precision):
+        model, split = to_channels_last(model, split)
     if config.train.batch_size == 1 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         raise ConfigError([Problem("train.batch_size", "batch norm needs batches of 2 or more, got 1", hint="use norm: layer or none with batch_size 1")], config.source)
     opt = config.optimizer
@@ -163,6 +165,24 @@ def build_run(config: Config, device: torch.device, seed: int, split: Split | No
         if weights is not None and len(weights) != split.n_classes:
             raise ConfigError([Problem("loss.class_weights", f"has {len(weights)} entries but the data has {split.n_classes} classes")], config.source)
     return Run(config, split, model, optimizer, schedule, loss_fn, spec.predict, device)
+
+
+def channels_last_helps(model: nn.Module, device: torch.device, precision: str) -> bool:
+    """Convolutions under bf16/fp16 autocast on a CUDA GPU run tensor-core kernels that want NHWC
+    ("channels last"); in NCHW every conv pays a layout transpose. In fp32, and on the CPU, NCHW stays."""
+    return device.type == "cuda" and precision in ("bf16", "fp16") and any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+def to_channels_last(model: nn.Module, split: Split) -> tuple[nn.Module, Split]:
+    """The model's 4-D weights and the image tensors in NHWC memory order, once, before training;
+    batches indexed from them keep the order. Values and shapes are unchanged."""
+    import dataclasses
+
+    def nhwc(t: torch.Tensor) -> torch.Tensor:
+        return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
+
+    moved = {k: nhwc(getattr(split, k)) for k in ("X_train", "X_val", "X_test")}
+    return model.to(memory_format=torch.channels_last), dataclasses.replace(split, **moved)
 
 
 def check_buildable(config: Config) -> Config:
