@@ -43,14 +43,14 @@ def together(cfgs, seeds, **kwargs):
     return runs, fit_population(runs, shuffle_seed=seeds[0], monitor="val_accuracy", direction="maximize", **kwargs)
 
 
-def assert_same_run(run_a, result_a, run_b, result_b, tol=2e-5):
+def assert_same_run(run_a, result_a, run_b, result_b, tol=2e-5, grad_rel=1e-3):
     assert [h.epoch for h in result_a.history] == [h.epoch for h in result_b.history]
     for a, b in zip(result_a.history, result_b.history):
         assert a.metrics["train_loss"] == pytest.approx(b.metrics["train_loss"], rel=1e-4, abs=1e-6)
         assert a.metrics["lr"] == pytest.approx(b.metrics["lr"])
         assert a.layer_grad_norms.keys() == b.layer_grad_norms.keys()
         for layer in a.layer_grad_norms:
-            assert a.layer_grad_norms[layer] == pytest.approx(b.layer_grad_norms[layer], rel=1e-3, abs=1e-6)
+            assert a.layer_grad_norms[layer] == pytest.approx(b.layer_grad_norms[layer], rel=grad_rel, abs=1e-6)
     assert result_a.best_epoch == result_b.best_epoch
     for (name, wa), wb in zip(run_a.model.state_dict().items(), run_b.model.state_dict().values()):
         assert torch.allclose(wa, wb, atol=tol, rtol=1e-4), name
@@ -92,6 +92,16 @@ def test_flags_clipping_weight_norm_and_plateau_match_alone(shared, lrs):
     runs, results = together(cfgs, [3, 4])
     for cfg, seed, run, result in zip(cfgs, [3, 4], runs, results):
         assert_same_run(run, result, *alone(cfg, seed, shuffle_seed=3))
+
+
+def test_a_convolutional_population_matches_alone():
+    conv = {"data.as_images": True, "model.name": "cnn", "model.channels": [4, 8], "model.norm": "none"}
+    cfgs = [config(**conv, **{"optimizer.lr": lr}) for lr in (0.05, 0.01)]
+    runs, results = together(cfgs, [1, 2])
+    for cfg, seed, run, result in zip(cfgs, [1, 2], runs, results):
+        # Max pooling routes a gradient to one of near-tied inputs, which float rounding can flip: the
+        # reported norm of one batch's gradient may move by a fraction of a percent, the weights do not.
+        assert_same_run(run, result, *alone(cfg, seed, shuffle_seed=1), grad_rel=1e-2)
 
 
 def test_a_member_that_diverges_leaves_and_the_others_are_untouched():
