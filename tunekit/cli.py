@@ -174,7 +174,9 @@ def search(
 ) -> None:
     """Run or resume an Optuna study: each trial trains a model from the config plus sampled values.
 
-    Rerunning the same command resumes the study; --trials is the study's total.
+    Rerunning the same command resumes the study; --trials is the study's total. With
+    --set study.population=8, trials that share an architecture train 8 at a time as one
+    vectorized model (each still its own trial; see README, "Population training").
 
     Example: tunekit search configs/quickstart.yaml --trials 30 --set train.epochs=10
     """

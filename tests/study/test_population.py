@@ -131,3 +131,19 @@ def test_two_workers_with_populations_hit_the_total_exactly(cli, write_config, r
                  "--runs", runs, "--workers", "2", "--json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["states"] == {"COMPLETE": 6, "PRUNED": 0, "FAIL": 0, "RUNNING": 0}
+
+
+def test_a_member_hung_inside_an_epoch_is_stopped_by_the_timeout_with_its_population(cli, write_config, runs, monkeypatch):
+    monkeypatch.setenv("TUNEKIT_FAULT", "1:1:hang")  # sleeps an hour in member 1's first epoch callback
+    result = cli("search", write_config(POP.replace("trials: 8", "trials: 4")), "--runs", runs, "--timeout", "3s", "--json")
+    assert result.exit_code == 0, result.stderr  # only timeouts: the user asked it to stop
+    trials = json.loads(result.stdout)["trials"]
+    assert len(trials) == 4 and {t["reason"] for t in trials} == {"timeout"}
+
+
+def test_a_study_resumes_with_another_population_size(cli, write_config, runs):
+    path = write_config(POP.replace("trials: 8", "trials: 4"))
+    assert cli("search", path, "--runs", runs).exit_code == 0
+    result = cli("search", path, "--runs", runs, "--trials", "6", "--set", "study.population=1", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["states"]["COMPLETE"] == 6

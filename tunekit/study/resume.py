@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from tunekit.study.search import SearchOptions
 
 # Keys whose change between runs does not change what a trial means.
-_FREE_TO_CHANGE = {"name", "study.trials", "train.device", "train.threads"}
+# How trials are run, not what they are: a rerun may change these and still resume the study.
+_FREE_TO_CHANGE = {"name", "study.trials", "study.population", "train.device", "train.threads"}
 
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
