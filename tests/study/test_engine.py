@@ -175,3 +175,16 @@ def test_a_worker_that_was_away_drops_its_result_and_goes_on(cli, write_config, 
     assert "was closed by another worker while this one was unresponsive" in result.stderr
     s = json.loads(result.stdout)
     assert s["states"] == {"COMPLETE": 3, "PRUNED": 0, "FAIL": 1, "RUNNING": 0} and s["trials"][0]["reason"] == "worker_died"
+
+
+@pytest.mark.parametrize("sampler, population", [("grid", 1), ("grid", 3), ("bruteforce", 1)])
+def test_a_finite_sampler_stops_the_search_when_it_has_covered_the_space(cli, write_config, runs, sampler, population):
+    text = TINY.replace("trials: 3", f"trials: 12\n  population: {population}").replace("name: random, seed: 0", f"name: {sampler}")
+    text = text.replace("optimizer.lr: {low: 1e-3, high: 1e-1, log: true}", "optimizer.lr: {choices: [0.001, 0.01, 0.1]}")
+    result = cli("search", write_config(text), "--runs", runs, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert f"the {sampler} sampler has tried every point of the search space: stopping at" in result.stderr
+    done = json.loads(result.stdout)["trials"]
+    assert {t["params"]["optimizer.lr"] for t in done} == {0.001, 0.01, 0.1} and len(done) < 12
+    again = cli("search", write_config(text), "--runs", runs, "--json")  # a rerun has nothing left to do
+    assert again.exit_code == 0 and len(json.loads(again.stdout)["trials"]) == len(done)

@@ -39,6 +39,48 @@ def random(space, seed: int | None = None):
     return optuna.samplers.RandomSampler(seed=seed)
 
 
+def _finite(sampler_class):
+    """A grid or brute-force sampler that says when it has covered the space instead of calling
+    `study.stop()`, which only works inside Optuna's own optimize loop (tunekit asks and tells):
+    the worker loop reads `exhausted` after each trial and stops the search there."""
+
+    class Finite(sampler_class):
+        exhausted = False
+        _replayed = False
+
+        def after_trial(self, study, trial, state, values) -> None:
+            study.stop = lambda: setattr(self, "exhausted", True)  # shadows the method on this object only
+            try:
+                super().after_trial(study, trial, state, values)
+            except KeyError:
+                pass  # the grid sampler looks up the grid point of a queued trial (the baseline, a retry), which has none
+            finally:
+                del study.stop
+
+        def covered(self, study) -> bool:
+            if hasattr(self, "is_exhausted"):
+                return self.exhausted or self.is_exhausted(study)
+            if not self._replayed:  # brute force: ask it about the last finished trial once, as a rerun starts
+                self._replayed = True
+                finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+                if finished:
+                    self.after_trial(study, finished[-1], finished[-1].state, finished[-1].values)
+            return self.exhausted
+
+    Finite.__name__ = Finite.__qualname__ = sampler_class.__name__
+    return Finite
+
+
+def space_is_finite(sampler) -> bool:
+    """Does this sampler walk a finite space point by point (grid, bruteforce)?"""
+    return hasattr(sampler, "covered")
+
+
+def space_covered(sampler, study) -> bool:
+    """Has a finite sampler (grid, bruteforce) tried every point of the search space?"""
+    return hasattr(sampler, "covered") and sampler.covered(study)
+
+
 @SAMPLERS.register("grid")
 def grid(space, seed: int | None = None):
     """Every combination of the search space's choices and stepped ranges."""
@@ -53,14 +95,14 @@ def grid(space, seed: int | None = None):
             grid_values[p.key] = [p.low + i * step for i in range(p.size())]
         else:
             raise ValueError(f"grid needs choices or a step for every entry; search.{p.key} is a continuous range")
-    return optuna.samplers.GridSampler(grid_values, seed=seed)
+    return _finite(optuna.samplers.GridSampler)(grid_values, seed=seed)
 
 
 @SAMPLERS.register("bruteforce")
 def bruteforce(space, seed: int | None = None):
     import optuna
 
-    return optuna.samplers.BruteForceSampler(seed=seed)
+    return _finite(optuna.samplers.BruteForceSampler)(seed=seed)
 
 
 @SAMPLERS.register("cmaes")

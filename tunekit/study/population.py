@@ -15,6 +15,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from tunekit.population import is_member_key
+from tunekit.study.components import space_covered, space_is_finite
 from tunekit.study.trial import TrialJob
 
 if TYPE_CHECKING:
@@ -37,9 +38,15 @@ def ask_population(study, size: int, config: Config, space: SearchSpace, study_d
         asked.append(first)
         jobs = [TrialJob(first, config, space, study_dir, opts, deadline)]
         shared = {k: v for k, v in first.params.items() if not is_member_key(k)}
+        # Grid and brute force walk the space point by point (the grid sampler refuses partly fixed
+        # trials; brute force would repeat points): there, trials are asked as they come and those
+        # that happen to share an architecture train together.
+        couple = bool(shared) and not space_is_finite(study.sampler)
         for _ in range(size - 1):
+            if space_covered(study.sampler, study):
+                break  # the grid has no unvisited point left for another member
             # Queued retries go first, with their own values; they join a population only if they fit.
-            if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
+            if couple and not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
                 study.enqueue_trial(shared, skip_if_exists=False)
             trial = study.ask()
             asked.append(trial)

@@ -171,7 +171,7 @@ def work(config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOp
     """One worker's loop: recover dead trials, take the next trial if the study needs one, run it, tell it."""
     import optuna
 
-    from tunekit.study.components import build_sampler_and_pruner
+    from tunekit.study.components import build_sampler_and_pruner, space_covered
     from tunekit.study.liveness import Heartbeat, recover_dead_trials
 
     _quiet_optuna()
@@ -188,6 +188,10 @@ def work(config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOp
                 return
             if deadline is not None and time.monotonic() >= deadline:
                 opts.log(f"{label}timeout reached; rerun the same command to continue")
+                return
+            if space_covered(study.sampler, study):
+                opts.log(f"{label}the {config.sampler.name} sampler has tried every point of the search space: "
+                         f"stopping at {done} of {target} trials")
                 return
             size = min(population, target - done)
             if size > 1:
