@@ -157,7 +157,8 @@ class StackedOptimizer:
         flags = runs[0].optimizer.param_groups[0]
         self.nesterov, self.amsgrad, self.centered = flags.get("nesterov", False), flags.get("amsgrad", False), flags.get("centered", False)
         self.hp = [self._read(slot) for slot in self.slots]
-        self.lrs: list[tuple[float, ...]] = [()] * len(self.hp)
+        self.tables: list[torch.Tensor] = []
+        self.step_in_epoch = 0
         self.state: dict[str, dict[str, torch.Tensor]] = {}
         self.steps = 0
 
@@ -177,13 +178,23 @@ class StackedOptimizer:
                 values[f"1-{key}"] = 1 - values[key]
         return _Numbers(values)
 
-    def _refresh_lr(self) -> None:
-        # Schedules move lr between steps; rebuild a [K] tensor only when some member's lr changed.
-        for i, groups in enumerate(self.slots):
-            current = tuple(g["lr"] for g in groups)
-            if current != self.lrs[i]:
-                self.lrs[i] = current
-                self.hp[i].set_lr(torch.tensor(current, dtype=torch.float64, device=self.device))
+    def plan_epoch(self, n_steps: int) -> None:
+        """Each member's lr at every step of the coming epoch, one [n_steps, K] table per slot, copied
+        to the device once. (Building a [K] tensor from the members' groups step by step would copy to
+        the device, and wait for it, at every step of a per-step schedule.) Per-step schedules are
+        closed-form in their step count; epoch schedules, plateau included, hold their lr all epoch."""
+        self.tables = []
+        for groups in self.slots:
+            columns = []
+            for run, group in zip(self.runs, groups):
+                schedule = run.schedule
+                if schedule.interval == "step":
+                    index = next(i for i, g in enumerate(run.optimizer.param_groups) if g is group)
+                    columns.append([schedule.base_lrs[index] * schedule.multiplier(schedule.t + s) for s in range(n_steps)])
+                else:
+                    columns.append([group["lr"]] * n_steps)
+            self.tables.append(torch.tensor(columns, dtype=torch.float64).T.contiguous().to(self.device))
+        self.step_in_epoch = 0
 
     def keep(self, rows: torch.Tensor, runs: Sequence[Run]) -> None:
         """Only these members (stack rows) train on."""
@@ -191,12 +202,14 @@ class StackedOptimizer:
         kept = rows.tolist()
         self.slots = [[slot[r] for r in kept] for slot in self.slots]
         self.hp = [hp.rows(rows) for hp in self.hp]
-        self.lrs = [()] * len(self.hp)
         self.state = {n: {k: v[rows] for k, v in s.items()} for n, s in self.state.items()}
 
     @torch.no_grad()
     def step(self, params: dict[str, torch.Tensor]) -> None:
-        self._refresh_lr()
+        """One update of every member; `plan_epoch` must have planned this step."""
+        for hp, table in zip(self.hp, self.tables):
+            hp.set_lr(table[self.step_in_epoch])
+        self.step_in_epoch += 1
         self.steps += 1
         update = getattr(self, f"_{self.kind}")
         for name, slot in self.slot_of.items():
@@ -385,6 +398,7 @@ def fit_population(
         try:
             perm = torch.randperm(n, device=device, generator=generator)
             loss_sum = torch.zeros(len(active), device=device)
+            stack.optimizer.plan_epoch(n_steps)
             for step in range(n_steps):
                 idx = perm[step * bs : (step + 1) * bs] if step < n_steps - 1 else perm[step * bs :]
                 xb, yb = X[idx], y[idx]
