@@ -168,59 +168,27 @@ def _ask_lock(study_dir: StudyDir, opts: SearchOptions):
 
 
 def work(config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOptions, deadline: float | None, label: str = "") -> None:
-    """One worker's loop: recover dead trials, take the next trial if the study needs one, run it, tell it."""
+    """One worker's loop: recover dead trials, take the next trial (or population) if the study needs
+    one, train it, tell it. Whatever stops a trial's training is recorded on the trial, never lost."""
     import optuna
 
-    from tunekit.study.components import build_sampler_and_pruner, space_covered
-    from tunekit.study.liveness import Heartbeat, recover_dead_trials
+    from tunekit.study.components import build_sampler_and_pruner
 
     _quiet_optuna()
     sampler, pruner = build_sampler_and_pruner(config, space, worker=opts.worker_index)
     study = optuna.load_study(study_name=study_dir.name, storage=open_storage(study_dir, opts.storage), sampler=sampler, pruner=pruner)
     target = opts.trials or config.study.trials
-    population, told = config.study.population, set()
+    told: set[str] = set()  # notes already given by this worker (each is said once)
     while True:
-        jobs = None
-        with _ask_lock(study_dir, opts):
-            recover_dead_trials(study, opts.log)
-            done = sum(map(counted, study.get_trials(deepcopy=False)))
-            if done >= target:
-                return
-            if deadline is not None and time.monotonic() >= deadline:
-                opts.log(f"{label}timeout reached; rerun the same command to continue")
-                return
-            if space_covered(study.sampler, study):
-                opts.log(f"{label}the {config.sampler.name} sampler has tried every point of the search space: "
-                         f"stopping at {done} of {target} trials")
-                return
-            size = min(population, target - done)
-            if size > 1:
-                from tunekit.study.population import ask_population
-
-                jobs = ask_population(study, size, config, space, study_dir, opts, deadline)
-                trials = [job.trial for job in jobs]
-            else:
-                trials = [study.ask()]
+        taken = _take_next(study, config, space, study_dir, opts, deadline, target, label)
+        if taken is None:
+            return
+        trials, jobs = taken
         started = time.perf_counter()
         try:
-            with contextlib.ExitStack() as running:
-                for trial in trials:
-                    running.enter_context(Heartbeat(study, trial._trial_id))
-                running.enter_context(_alarm(deadline))
-                if jobs is None:
-                    outcomes = [run_trial(trials[0], config, space, study_dir, opts, deadline)]
-                else:
-                    from tunekit.study.population import train_jobs
-
-                    outcomes = train_jobs(jobs, opts.log, told)
+            outcomes = _train(study, trials, jobs, config, space, study_dir, opts, deadline, told)
             for trial, (state, outcome) in zip(trials, outcomes):
-                if state == "COMPLETE":
-                    study.tell(trial, outcome)
-                    best = pick_best(study)
-                    if best is not None and best.number == trial.number:
-                        _write_best(study, study_dir)  # only when this trial took the lead
-                else:
-                    study.tell(trial, state=getattr(optuna.trial.TrialState, state))
+                _tell(study, study_dir, trial, state, outcome)
                 finished = sum(1 for t in study.get_trials(deepcopy=False) if counted(t) and t.state.is_finished())
                 opts.log(label + _progress_line(finished, target, trial, state, outcome, study, config.study.metric,
                                                 time.perf_counter() - started, space.values_from(trial.params)))
@@ -245,6 +213,62 @@ def work(config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOp
             for trial in trials:
                 _close_failed(study, trial)
             raise
+
+
+def _take_next(study, config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOptions,
+               deadline: float | None, target: int, label: str):
+    """Under the ask lock: (trials, jobs) to run next, jobs being None for a single trial; None when
+    the study is done (its total reached, --timeout passed, a finite sampler's space covered)."""
+    from tunekit.study.components import space_covered
+    from tunekit.study.liveness import recover_dead_trials
+
+    with _ask_lock(study_dir, opts):
+        recover_dead_trials(study, opts.log)
+        done = sum(map(counted, study.get_trials(deepcopy=False)))
+        if done >= target:
+            return None
+        if deadline is not None and time.monotonic() >= deadline:
+            opts.log(f"{label}timeout reached; rerun the same command to continue")
+            return None
+        if space_covered(study.sampler, study):
+            opts.log(f"{label}the {config.sampler.name} sampler has tried every point of the search space: "
+                     f"stopping at {done} of {target} trials")
+            return None
+        size = min(config.study.population, target - done)
+        if size == 1:
+            return [study.ask()], None
+        from tunekit.study.population import ask_population
+
+        jobs = ask_population(study, size, config, space, study_dir, opts, deadline)
+        return [job.trial for job in jobs], jobs
+
+
+def _train(study, trials, jobs, config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOptions,
+           deadline: float | None, told: set[str]) -> list[tuple[str, Any]]:
+    """Train the taken trials (alone, or as populations) with their heartbeats and the --timeout alarm on."""
+    from tunekit.study.liveness import Heartbeat
+
+    with contextlib.ExitStack() as running:
+        for trial in trials:
+            running.enter_context(Heartbeat(study, trial._trial_id))
+        running.enter_context(_alarm(deadline))
+        if jobs is None:
+            return [run_trial(trials[0], config, space, study_dir, opts, deadline)]
+        from tunekit.study.population import train_jobs
+
+        return train_jobs(jobs, opts.log, told)
+
+
+def _tell(study, study_dir: StudyDir, trial, state: str, outcome: Any) -> None:
+    import optuna
+
+    if state != "COMPLETE":
+        study.tell(trial, state=getattr(optuna.trial.TrialState, state))
+        return
+    study.tell(trial, outcome)
+    best = pick_best(study)
+    if best is not None and best.number == trial.number:
+        _write_best(study, study_dir)  # only when this trial took the lead
 
 
 def _retry_later(study, trial) -> None:
