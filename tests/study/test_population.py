@@ -147,3 +147,25 @@ def test_a_study_resumes_with_another_population_size(cli, write_config, runs):
     result = cli("search", path, "--runs", runs, "--trials", "6", "--set", "study.population=1", "--json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["states"]["COMPLETE"] == 6
+
+
+def test_a_population_that_runs_out_of_memory_trains_in_halves(cli, write_config, runs, monkeypatch):
+    import torch
+
+    from tunekit import population
+
+    real_step = population.StackedOptimizer.step
+
+    def step_needing_room(self, params):  # as a GPU that holds two copies of the model but not four
+        if len(self.runs) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
+        return real_step(self, params)
+
+    monkeypatch.setattr(population.StackedOptimizer, "step", step_needing_room)
+    result = cli("search", write_config(POP.replace("trials: 8", "trials: 4")), "--runs", runs, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert "a population of 4 ran out of memory before its first epoch ended: training it in halves" in result.stderr
+    assert json.loads(result.stdout)["states"] == {"COMPLETE": 4, "PRUNED": 0, "FAIL": 0, "RUNNING": 0}
+    for number in range(4):  # each trial's curve was written once, by the run that finished
+        lines = (runs / "pop" / "trials" / f"{number:05d}" / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]

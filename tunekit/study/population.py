@@ -114,13 +114,30 @@ def _train_group(group: list[TrialJob], log, told: set[str]) -> list[tuple[str, 
                 outcomes[i] = job.train_alone()
         else:
             shuffle_seed = members[0].seed
-            for job in members[1:]:  # so that `train --best` can order batches as this trial saw them
-                job.trial.set_user_attr("shuffle_seed", shuffle_seed)
             results = fit_population([j.run for j in members], shuffle_seed=shuffle_seed, monitor=members[0].monitor,
                                      direction=members[0].direction, on_epoch=[j.on_epoch for j in members])
-            for i, job, result in zip(built, members, results):
-                outcomes[i] = job.conclude(exc=result) if isinstance(result, BaseException) else job.conclude(result)
+            if _out_of_memory_at_once(members, results):
+                # K copies of a model that fits once may not fit K times: try the population in halves,
+                # down to single trials (which then fail as oom like any trial), before failing anyone.
+                note = f"a population of {len(members)} ran out of memory before its first epoch ended: training it in halves"
+                log(note)
+                for job in members:
+                    job.release()
+                half = len(members) // 2
+                halves = _train_group(members[:half], log, told) + _train_group(members[half:], log, told)
+                outcomes.update(zip(built, halves))
+            else:
+                for job in members[1:]:  # so that `train --best` can order batches as this trial saw them
+                    job.trial.set_user_attr("shuffle_seed", shuffle_seed)
+                for i, job, result in zip(built, members, results):
+                    outcomes[i] = job.conclude(exc=result) if isinstance(result, BaseException) else job.conclude(result)
     finally:
         for job in group:
             job.release()
     return [outcomes[i] for i in range(len(group))]
+
+
+def _out_of_memory_at_once(members: list[TrialJob], results: list) -> bool:
+    """Did the shared training step run out of memory before any member finished an epoch?"""
+    return all(isinstance(r, BaseException) and "out of memory" in str(r).lower() for r in results) and \
+        not any(job.epochs_seen for job in members)

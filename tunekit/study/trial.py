@@ -72,6 +72,7 @@ class TrialJob:
         # the curves themselves are in metrics.jsonl either way.
         self.report = len(self.objectives) == 1 and config.pruner.name != "none"
         self.faults_planned = bool(os.environ.get("TUNEKIT_FAULT"))
+        self.epochs_seen = 0
         self.run = None
 
     def build(self, split=None):
@@ -81,6 +82,7 @@ class TrialJob:
         return self.run
 
     def on_epoch(self, record) -> None:
+        self.epochs_seen += 1
         trial, opts, monitor = self.trial, self.opts, self.monitor
         append_jsonl(self.metrics_path, record.to_json())
         value = record.metrics.get(monitor)
