@@ -202,11 +202,6 @@ def build_checked(config: Config) -> tuple[Config, Run]:
     return config, run
 
 
-def parameter_count(config: Config) -> int:
-    split = load_data(config)
-    return sum(p.numel() for p in build_model(config, split).parameters())
-
-
 def copy_state(model: nn.Module) -> dict:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 

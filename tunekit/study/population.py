@@ -95,23 +95,26 @@ def _train_group(group: list[TrialJob], log, told: set[str]) -> list[tuple[str, 
         return [group[0].train_alone()]
     outcomes: dict[int, tuple[str, Any]] = {}
     try:
-        built = []
-        split = None
+        built, split, blocked = [], None, None
         for i, job in enumerate(group):
             try:
                 split = job.build(split).split  # one copy of the data on the device for all members
-                built.append(i)
             except Exception as exc:
                 outcomes[i] = job.conclude(exc=exc)
+                continue
+            built.append(i)
+            blocked = why_not(job.run) if len(built) == 1 else blocked
+            if blocked is not None:
+                break  # the first member decides for all: the others need not be built to train alone
         members = [group[i] for i in built]
-        blocked = why_not(members[0].run) if members else None
         if blocked is not None or len(members) < 2:
             if blocked is not None and blocked[1] not in told:
                 told.add(blocked[1])
-                log(f"trials {', '.join(str(j.trial.number) for j in members)} train one at a time: {blocked[1]}")
-            for i, job in zip(built, members):
-                job.release()
-                outcomes[i] = job.train_alone()
+                log(f"trials {', '.join(str(j.trial.number) for j in group)} train one at a time: {blocked[1]}")
+            for i, job in enumerate(group):
+                if i not in outcomes:
+                    job.release()
+                    outcomes[i] = job.train_alone()
         else:
             shuffle_seed = members[0].seed
             results = fit_population([j.run for j in members], shuffle_seed=shuffle_seed, monitor=members[0].monitor,
@@ -119,8 +122,7 @@ def _train_group(group: list[TrialJob], log, told: set[str]) -> list[tuple[str, 
             if _out_of_memory_at_once(members, results):
                 # K copies of a model that fits once may not fit K times: try the population in halves,
                 # down to single trials (which then fail as oom like any trial), before failing anyone.
-                note = f"a population of {len(members)} ran out of memory before its first epoch ended: training it in halves"
-                log(note)
+                log(f"a population of {len(members)} ran out of memory before its first epoch ended: training it in halves")
                 for job in members:
                     job.release()
                 half = len(members) // 2

@@ -29,8 +29,7 @@ from tunekit.study.liveness import counted
 from tunekit.study.resume import _archive, open_or_resume
 from tunekit.study.trial import _TimedOut, objectives_of, run_trial, trial_seed  # noqa: F401 (trial_seed: used by train --best)
 from tunekit.study.storage import describe_storage, open_storage
-from tunekit.study.summary import outcome as outcome_of
-from tunekit.study.summary import pick_best, summarize
+from tunekit.study.summary import outcome as outcome_of, pick_best, summarize
 
 
 
