@@ -5,6 +5,7 @@ Torch-free: `tunekit report` and `tunekit list` use this.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -36,10 +37,37 @@ def repair_journal(path: Path) -> Path:
     return backup
 
 
+def _journal_backend(path: Path):
+    """Optuna's journal file, fsynced where a trial (or the study) begins or ends, not on every line.
+
+    Optuna fsyncs each appended line: ~11 per trial (its params one by one, its attributes, its
+    per-epoch reports), 0.4 ms each on this machine's disk and several ms on many laptops and
+    network disks. An fsync flushes every earlier write to the file as well, so syncing the lines
+    that create or finish a trial makes everything a finished trial recorded durable at the moment
+    it is told. What a power cut can still take is the in-between lines of trials running at that
+    moment; they are failed as worker_died and queued again on the next run, as after any crash.
+    A process that crashes loses nothing either way: its writes are already in the OS."""
+    from optuna.storages.journal import JournalFileBackend
+    from optuna.storages.journal._file import get_lock_file
+    from optuna.storages.journal._storage import JournalOperation as Op
+
+    deferred = {Op.SET_TRIAL_PARAM, Op.SET_TRIAL_INTERMEDIATE_VALUE, Op.SET_TRIAL_USER_ATTR, Op.SET_TRIAL_SYSTEM_ATTR}
+
+    class SyncAtBoundaries(JournalFileBackend):
+        def append_logs(self, logs: list[dict]) -> None:
+            if not all(log.get("op_code") in deferred for log in logs):
+                return super().append_logs(logs)
+            text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"  # Optuna's line format
+            with get_lock_file(self._lock), open(self._file_path, "ab") as f:
+                f.write(text.encode("utf-8"))
+
+    return SyncAtBoundaries(str(path))
+
+
 def open_storage(study_dir: StudyDir, url: str | None = None, repair: bool = False):
     """The Optuna storage for a study: `url` when given, else runs/<study>/optuna.journal."""
     import optuna
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
+    from optuna.storages.journal import JournalStorage
 
     if url:
         try:
@@ -61,7 +89,7 @@ def open_storage(study_dir: StudyDir, url: str | None = None, repair: bool = Fal
         print(f"repaired {journal} (backup: {backup.name})", file=sys.stderr)
     journal.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return JournalStorage(JournalFileBackend(str(journal)))
+        return JournalStorage(_journal_backend(journal))
     except Exception as exc:
         raise StateError(f"cannot open study journal {journal}: {exc}") from None
 
