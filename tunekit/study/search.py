@@ -172,46 +172,48 @@ def work(config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOp
     import optuna
 
     from tunekit.study.components import build_sampler_and_pruner
+    from tunekit.study.liveness import Heartbeat
 
     _quiet_optuna()
     sampler, pruner = build_sampler_and_pruner(config, space, worker=opts.worker_index)
     study = optuna.load_study(study_name=study_dir.name, storage=open_storage(study_dir, opts.storage), sampler=sampler, pruner=pruner)
     target = opts.trials or config.study.trials
     told: set[str] = set()  # notes already given by this worker (each is said once)
-    while True:
-        taken = _take_next(study, config, space, study_dir, opts, deadline, target, label)
-        if taken is None:
-            return
-        trials, jobs = taken
-        started = time.perf_counter()
-        try:
-            outcomes = _train(study, trials, jobs, config, space, study_dir, opts, deadline, told)
-            for trial, (state, outcome) in zip(trials, outcomes):
-                _tell(study, study_dir, trial, state, outcome)
-                finished = sum(1 for t in study.get_trials(deepcopy=False) if counted(t) and t.state.is_finished())
-                opts.log(label + _progress_line(finished, target, trial, state, outcome, study, config.study.metric,
-                                                time.perf_counter() - started, space.values_from(trial.params)))
-        except KeyboardInterrupt:
-            for trial in trials:
-                _retry_later(study, trial)
-            raise
-        except Exception:
-            dropped = [t for t in trials if _closed_elsewhere(study, t)]
-            if not dropped:
+    with Heartbeat(study._storage) as beats:
+        while True:
+            taken = _take_next(study, config, space, study_dir, opts, deadline, target, label)
+            if taken is None:
+                return
+            trials, jobs = taken
+            started = time.perf_counter()
+            try:
+                outcomes = _train(beats, trials, jobs, config, space, study_dir, opts, deadline, told)
+                for trial, (state, outcome) in zip(trials, outcomes):
+                    _tell(study, study_dir, trial, state, outcome)
+                    finished = sum(1 for t in study.get_trials(deepcopy=False) if counted(t) and t.state.is_finished())
+                    opts.log(label + _progress_line(finished, target, trial, state, outcome, study, config.study.metric,
+                                                    time.perf_counter() - started, space.values_from(trial.params)))
+            except KeyboardInterrupt:
+                for trial in trials:
+                    _retry_later(study, trial)
+                raise
+            except Exception:
+                dropped = [t for t in trials if _closed_elsewhere(study, t)]
+                if not dropped:
+                    for trial in trials:
+                        _close_failed(study, trial)
+                    raise
+                # This worker was paused past the heartbeat grace (SIGSTOP, a sleeping laptop), so another
+                # worker failed its trial as worker_died and queued its params again. That rerun stands.
+                opts.log(f"{label}trial {', '.join(str(t.number) for t in dropped)} was closed by another worker while this one "
+                         "was unresponsive; this result is dropped (the trial's params were queued again)")
+                for trial in trials:
+                    if trial not in dropped:
+                        _retry_later(study, trial)
+            except BaseException:
                 for trial in trials:
                     _close_failed(study, trial)
                 raise
-            # This worker was paused past the heartbeat grace (SIGSTOP, a sleeping laptop), so another
-            # worker failed its trial as worker_died and queued its params again. That rerun stands.
-            opts.log(f"{label}trial {', '.join(str(t.number) for t in dropped)} was closed by another worker while this one "
-                     "was unresponsive; this result is dropped (the trial's params were queued again)")
-            for trial in trials:
-                if trial not in dropped:
-                    _retry_later(study, trial)
-        except BaseException:
-            for trial in trials:
-                _close_failed(study, trial)
-            raise
 
 
 def _take_next(study, config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOptions,
@@ -242,15 +244,10 @@ def _take_next(study, config: Config, space: SearchSpace, study_dir: StudyDir, o
         return [job.trial for job in jobs], jobs
 
 
-def _train(study, trials, jobs, config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOptions,
+def _train(beats, trials, jobs, config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOptions,
            deadline: float | None, told: set[str]) -> list[tuple[str, Any]]:
     """Train the taken trials (alone, or as populations) with their heartbeats and the --timeout alarm on."""
-    from tunekit.study.liveness import Heartbeat
-
-    with contextlib.ExitStack() as running:
-        for trial in trials:
-            running.enter_context(Heartbeat(study, trial._trial_id))
-        running.enter_context(_alarm(deadline))
+    with beats.running([trial._trial_id for trial in trials]), _alarm(deadline):
         if jobs is None:
             return [run_trial(trials[0], config, space, study_dir, opts, deadline)]
         from tunekit.study.population import train_jobs
