@@ -88,3 +88,22 @@ def test_channels_last_trains_the_same_model():
     a = fit(plain, seed=1, monitor="val_accuracy", direction="maximize")
     b = fit(nhwc, seed=1, monitor="val_accuracy", direction="maximize")
     assert [r.metrics["train_loss"] for r in a.history] == pytest.approx([r.metrics["train_loss"] for r in b.history], rel=1e-4)
+
+
+def test_warm_up_pays_a_fresh_processs_one_time_costs_and_never_raises():
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    # In a fresh process, as a spawned --workers worker is: afterwards the lazy import that the
+    # first optimizer makes is done and the data is cached, so the first trial does neither.
+    code = ("import sys\nfrom tunekit.config.load import load_config\nfrom tunekit.build import warm_up\nfrom tunekit import data\n"
+            "config = load_config('configs/quickstart.yaml')\n"
+            "before = 'torch._dynamo' in sys.modules, len(data._CACHE)\n"
+            "warm_up(config, 'cpu')\n"
+            "print(before, ('torch._dynamo' in sys.modules, len(data._CACHE)))\n"
+            "warm_up(config, 'cuda:7')\n"  # a device this machine lacks: the trial reports it, warm-up stays silent
+            "print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO).stdout.split("\n")
+    assert out[0] == "(False, 0) (True, 1)" and out[1] == "ok"

@@ -202,6 +202,20 @@ def build_checked(config: Config) -> tuple[Config, Run]:
     return config, run
 
 
+def warm_up(config: Config, device_spec: str) -> None:
+    """Pay a process's one-time costs before its first trial: torch's lazy imports (the first
+    optimizer construction imports torch._dynamo, ~1.5 s), the CUDA context, the data cache.
+    Otherwise a spawned worker's first trial takes ~5x its siblings, and that time lands in the
+    trial's time_s (and a train_time objective). Best effort: a real problem shows up, and is
+    recorded, in the trial itself."""
+    try:
+        device = resolve_device(device_spec)
+        split = load_data(config)
+        build_run(resolve(config, split), device, config.seed, split=split.to(device))
+    except Exception:
+        pass
+
+
 def copy_state(model: nn.Module) -> dict:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 

@@ -171,6 +171,7 @@ def work(config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOp
     one, train it, tell it. Whatever stops a trial's training is recorded on the trial, never lost."""
     import optuna
 
+    from tunekit.build import warm_up
     from tunekit.study.components import build_sampler_and_pruner
     from tunekit.study.liveness import Heartbeat
 
@@ -179,6 +180,7 @@ def work(config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOp
     study = optuna.load_study(study_name=study_dir.name, storage=open_storage(study_dir, opts.storage), sampler=sampler, pruner=pruner)
     target = opts.trials or config.study.trials
     told: set[str] = set()  # notes already given by this worker (each is said once)
+    warm_up(config, opts.device or config.train.device)
     with Heartbeat(study._storage) as beats:
         while True:
             taken = _take_next(study, config, space, study_dir, opts, deadline, target, label)
