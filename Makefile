@@ -30,12 +30,12 @@ test: install
 	$(BIN)/ruff check --select F,E9 tunekit tests benchmarks
 	$(BIN)/python -m pytest -q
 
-# Benchmarks take ~20 minutes on 2 cores; results go to benchmarks/results.jsonl (one JSON line each).
+# Benchmarks take ~30 minutes on 2 cores; results go to benchmarks/results.jsonl (one JSON line each).
 bench: install
 	$(BIN)/python benchmarks/trainer_throughput.py --repeats 15 --epochs 5 | tee benchmarks/results.log
 	$(BIN)/python benchmarks/search_vs_optuna.py --seeds 0 1 2 | tee -a benchmarks/results.log
 	$(BIN)/python benchmarks/overhead.py --trials 50 500 | tee -a benchmarks/results.log
-	$(BIN)/python benchmarks/workers.py --repeats 4 | tee -a benchmarks/results.log
+	$(BIN)/python benchmarks/workers.py --repeats 6 | tee -a benchmarks/results.log
 	$(BIN)/python benchmarks/startup.py --repeats 10 | tee -a benchmarks/results.log
 	$(BIN)/python benchmarks/population.py --repeats 3 | tee -a benchmarks/results.log
 	grep '^{' benchmarks/results.log > benchmarks/results.jsonl

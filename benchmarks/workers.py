@@ -3,7 +3,7 @@ The same trials (random sampler, no pruning) each way. Two rates: steady state (
 to last trial's end, from the journal) and wall time including start-up (each spawned worker
 imports torch again, which a short study feels).
 
-    python benchmarks/workers.py --repeats 2
+    python benchmarks/workers.py --repeats 6
 """
 
 import argparse
@@ -56,8 +56,10 @@ def main():
     for _ in range(args.repeats):  # interleaved, so drift hits both
         one.append(trials_per_minute(1))
         two.append(trials_per_minute(2))
-    steady = statistics.median(t[0] for t in two) / statistics.median(t[0] for t in one)
-    wall = statistics.median(t[1] for t in two) / statistics.median(t[1] for t in one)
+    # Each round runs both settings back to back, so the ratio is taken per round and its median
+    # reported: this VM's speed drifts between rounds by more than the effect being measured.
+    steady = statistics.median(b[0] / a[0] for a, b in zip(one, two))
+    wall = statistics.median(b[1] / a[1] for a, b in zip(one, two))
     import os
 
     print(f"steady state: --workers 1 {statistics.median(t[0] for t in one):.1f}, --workers 2 {statistics.median(t[0] for t in two):.1f} trials/min, ratio {steady:.2f}; "
