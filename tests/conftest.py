@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import textwrap
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# A test run started in the background (`make test &`, some CI runners) inherits SIGINT ignored,
+# and so would every tunekit process the tests start: the Ctrl-C tests would see no Ctrl-C.
+# A handler here becomes the default disposition in child processes, where Python installs its own.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parents[1]
 
