@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from tunekit.data import load_split  # the same split and standardization, so only the tuner differs
+from tunekit.components.data import load_split  # the same split and standardization, so only the tuner differs
 
 EPOCHS = 20
 BATCHSIZE = 128

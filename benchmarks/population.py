@@ -23,11 +23,11 @@ from pathlib import Path
 
 import torch
 
-from tunekit.build import build_run, check_buildable
+from tunekit.train.build import build_run, check_buildable
 from tunekit.config.load import load_config, validate_document
 from tunekit.config.yaml_io import parse_yaml
-from tunekit.population import fit_population
-from tunekit.trainer import fit
+from tunekit.train.vectorized import fit_population
+from tunekit.train.trainer import fit
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -87,7 +87,8 @@ def trainer_case(hidden, batch, optimizer, k: int, epochs: int, repeats: int, de
 
 
 def study_case(population: int, seed: int, device: str) -> dict:
-    from tunekit.study.search import SearchOptions, run_search
+    from tunekit.study.options import SearchOptions
+    from tunekit.study.search import run_search
 
     config = load_config(str(REPO / "configs" / "population.yaml"),
                          [f"study.population={population}", f"study.sampler.seed={seed}", f"train.device={device}"])

@@ -19,10 +19,10 @@ import time
 
 import torch
 
-from tunekit.build import build_run, check_buildable
+from tunekit.train.build import build_run, check_buildable
 from tunekit.config.load import validate_document
 from tunekit.config.yaml_io import parse_yaml
-from tunekit.trainer import Diagnostics, fit
+from tunekit.train.trainer import Diagnostics, fit
 
 CONFIG = """
 data: {{name: classification, n_samples: 16384, n_features: 64, n_informative: 32, n_classes: 10}}

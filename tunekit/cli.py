@@ -56,7 +56,7 @@ def _guarded(fn: Callable) -> Callable:
                 _err(f"error: {line}")
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt as exc:
-            from tunekit.study.search import Terminated
+            from tunekit.study.options import Terminated
 
             code = 143 if isinstance(exc, Terminated) else 130
             _err(f"interrupted ({'SIGTERM' if code == 143 else 'SIGINT'}); the study is saved")
@@ -138,7 +138,7 @@ def _parse_devices(text: str | None) -> list[str] | None:
         from tunekit.errors import UsageError
 
         raise UsageError(f"--devices '{text}' is not a device list", "e.g. --devices cpu, --devices cuda:0,cuda:1, --devices auto")
-    from tunekit.build import resolve_device
+    from tunekit.train.build import resolve_device
 
     for d in devices:
         resolve_device(d)  # an unavailable GPU is an environment error (exit 4) before anything starts
@@ -182,13 +182,14 @@ def search(
     """
     from tunekit.config.load import load_config
     from tunekit.config.sections import allow_plugins
-    from tunekit.study.search import SearchOptions, run_search, study_name_for
+    from tunekit.study.options import SearchOptions, study_name_for
+    from tunekit.study.search import run_search
 
     allow_plugins(allow_plugin)
     cfg = load_config(config, set_)
     device_list = _parse_devices(devices)
     if dry_run:
-        from tunekit.preflight import preflight
+        from tunekit.study.preflight import preflight
 
         info = preflight(cfg, step=True, device=device_list[0] if device_list else None)
         if json_:
@@ -210,7 +211,7 @@ def search(
     if json_:
         _print_json(summary)
     else:
-        from tunekit.render import report_table
+        from tunekit.report.formats import report_table
 
         report_table(summary, _console(), top=5)
         _err(f"next: tunekit train --best --study {name}" + (f" --runs {runs}" if str(runs) != "runs" else ""))
@@ -240,9 +241,9 @@ def train(
     """
     from tunekit.config.load import load_config, parse_overrides
     from tunekit.errors import UsageError
-    from tunekit.retrain import best_config, train_seeds
+    from tunekit.study.retrain import best_config, train_seeds
     from tunekit.runs import StudyDir, most_recent_study
-    from tunekit.study.search import trial_seed
+    from tunekit.study.trial import trial_seed
 
     from tunekit.config.sections import allow_plugins
 
@@ -269,7 +270,7 @@ def train(
     if json_:
         _print_json(result)
     else:
-        from tunekit.render import train_table
+        from tunekit.report.formats import train_table
 
         train_table(result, _console())
 
@@ -289,10 +290,10 @@ def report(
     Example: tunekit report quickstart --format json | jq .best
     """
     from tunekit.errors import UsageError
-    from tunekit.render import report_csv, report_json, report_markdown, report_table
+    from tunekit.report.formats import report_csv, report_json, report_markdown, report_table
     from tunekit.runs import StudyDir, most_recent_study
     from tunekit.study.storage import describe_storage, load_study
-    from tunekit.study.summary import summarize
+    from tunekit.report.summary import summarize
 
     formats = ("table", "json", "csv", "markdown")
     if format_ not in formats:
@@ -303,7 +304,7 @@ def report(
     loaded = load_study(study_dir, storage)
     summary = summarize(loaded, describe_storage(study_dir, storage))
     if html_file is not None:
-        from tunekit.study.html_report import write_html
+        from tunekit.report.html import write_html
 
         write_html(loaded, summary, html_file)
         _err(f"wrote {html_file}")
@@ -329,7 +330,7 @@ def validate(
     """
     from tunekit.config.load import load_config
     from tunekit.config.sections import allow_plugins
-    from tunekit.preflight import preflight
+    from tunekit.study.preflight import preflight
 
     allow_plugins(allow_plugin)
     info = preflight(load_config(config, set_))
@@ -370,7 +371,7 @@ def list_(
 
     from tunekit.runs import StudyDir, list_studies
     from tunekit.study.storage import describe_storage, load_study
-    from tunekit.study.summary import summarize
+    from tunekit.report.summary import summarize
 
     from tunekit.study.liveness import live_workers
 
@@ -412,10 +413,10 @@ def lr_find(
 
     Example: tunekit lr-find configs/quickstart.yaml --set optimizer.name=sgd
     """
-    from tunekit.build import build_run, check_buildable, resolve_device
+    from tunekit.train.build import build_run, check_buildable, resolve_device
     from tunekit.config.load import load_config
     from tunekit.errors import UsageError
-    from tunekit.lr_find import lr_range_test
+    from tunekit.train.lr_find import lr_range_test
     from tunekit.runs import StudyDir, write_text
 
     if not 0 < lr_min < lr_max:
@@ -430,7 +431,7 @@ def lr_find(
     name = cfg.name or (Path(config).stem if config != "-" else "config")
     csv_path = StudyDir(runs, name).path / "lr_find.csv"
     write_text(csv_path, "lr,loss,smoothed_loss\n" + "".join(f"{a:.6g},{b:.6g},{c:.6g}\n" for a, b, c in zip(curve.lrs, curve.losses, curve.smoothed)))
-    from tunekit.lr_find import write_png
+    from tunekit.train.lr_find import write_png
 
     png_path = csv_path.with_suffix(".png")
     result = {"suggested_lr": suggested, "search_range": [low, high], "diverged_at": curve.diverged_at,
@@ -438,7 +439,7 @@ def lr_find(
     if json_:
         _print_json(result)
         return
-    from tunekit.render import text_plot
+    from tunekit.report.formats import text_plot
 
     out = _console()
     # Plot up to the starting loss: the final blow-up would flatten everything else.

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.conftest import TINY
-from tunekit.study.components import PRUNERS, SAMPLERS
+from tunekit.components.samplers import PRUNERS, SAMPLERS
 
 FINITE = """\
 name: eng
@@ -155,7 +155,7 @@ def test_a_worker_that_was_away_drops_its_result_and_goes_on(cli, write_config, 
     writes to the finished trial are refused, and it must carry on rather than crash."""
     import optuna
 
-    import tunekit.study.search as search
+    import tunekit.study.worker as search
     from tunekit.study.liveness import recover_dead_trials
 
     real_run_trial, calls = search.run_trial, []

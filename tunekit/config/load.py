@@ -74,7 +74,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 
 def validate_document(doc: Document, overrides: dict[str, Any] | None = None) -> Config:
     """Check every section and the search space; raise one ConfigError carrying every problem."""
-    from tunekit.space import SearchSpace  # space builds on this module's helpers
+    from tunekit.config.space import SearchSpace  # space builds on this module's helpers
 
     raw = copy.deepcopy(doc.data)
     for key, value in (overrides or {}).items():

@@ -110,7 +110,7 @@ class StudySection(Strict):
     direction: Literal["maximize", "minimize"] | None = None  # default: from the metric
     objectives: list[Objective] | None = None  # several objectives: a Pareto front instead of one best
     trials: int = Field(20, ge=1)
-    population: int = Field(1, ge=1)  # trials trained together as one vectorized model (tunekit.population)
+    population: int = Field(1, ge=1)  # trials trained together as one vectorized model (tunekit.train.vectorized)
     sampler: dict[str, Any] = {}  # checked as components: see STUDY_PARTS
     pruner: dict[str, Any] = {}
 
@@ -199,17 +199,17 @@ def _builders(module: str, attr: str) -> Callable[[], Registry]:
 
 
 SECTIONS: dict[str, SectionSpec] = {
-    "data": SectionSpec("data", "name", None, DataCommon, _builders("tunekit.data", "DATASETS"), skip=("seed",)),
-    "model": SectionSpec("model", "name", "mlp", ModelCommon, _builders("tunekit.models", "MODELS"), skip=("input_shape", "n_outputs")),
-    "init": SectionSpec("init", "weight", "default", InitCommon, _builders("tunekit.initializers", "WEIGHT_INITS"), skip=("w", "nonlinearity")),
-    "optimizer": SectionSpec("optimizer", "name", "adamw", OptimizerCommon, _builders("tunekit.optimizers", "OPTIMIZERS"), skip=("params",)),
-    "schedule": SectionSpec("schedule", "name", "constant", ScheduleCommon, _builders("tunekit.schedules", "SCHEDULES")),
-    "loss": SectionSpec("loss", "name", "auto", LossCommon, _builders("tunekit.losses", "LOSSES"), builder_of=lambda spec: spec.build),
+    "data": SectionSpec("data", "name", None, DataCommon, _builders("tunekit.components.data", "DATASETS"), skip=("seed",)),
+    "model": SectionSpec("model", "name", "mlp", ModelCommon, _builders("tunekit.components.models", "MODELS"), skip=("input_shape", "n_outputs")),
+    "init": SectionSpec("init", "weight", "default", InitCommon, _builders("tunekit.components.initializers", "WEIGHT_INITS"), skip=("w", "nonlinearity")),
+    "optimizer": SectionSpec("optimizer", "name", "adamw", OptimizerCommon, _builders("tunekit.components.optimizers", "OPTIMIZERS"), skip=("params",)),
+    "schedule": SectionSpec("schedule", "name", "constant", ScheduleCommon, _builders("tunekit.components.schedules", "SCHEDULES")),
+    "loss": SectionSpec("loss", "name", "auto", LossCommon, _builders("tunekit.components.losses", "LOSSES"), builder_of=lambda spec: spec.build),
 }
 
 STUDY_PARTS = {
-    "sampler": SectionSpec("study.sampler", "name", "tpe", Strict, _builders("tunekit.study.components", "SAMPLERS"), skip=("space",)),
-    "pruner": SectionSpec("study.pruner", "name", "median", Strict, _builders("tunekit.study.components", "PRUNERS")),
+    "sampler": SectionSpec("study.sampler", "name", "tpe", Strict, _builders("tunekit.components.samplers", "SAMPLERS"), skip=("space",)),
+    "pruner": SectionSpec("study.pruner", "name", "median", Strict, _builders("tunekit.components.samplers", "PRUNERS")),
 }
 
 PLUGIN_SECTIONS = ("data", "model")

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 from tunekit.config.sections import Config
 from tunekit.errors import StateError
 from tunekit.runs import StudyDir
-from tunekit.space import SearchSpace
+from tunekit.config.space import SearchSpace
 from tunekit.study.storage import open_storage
 from tunekit.study.trial import objectives_of
 
 if TYPE_CHECKING:
-    from tunekit.study.search import SearchOptions
+    from tunekit.study.options import SearchOptions
 
 # Keys whose change between runs does not change what a trial means.
 # How trials are run, not what they are: a rerun may change these and still resume the study.
@@ -52,7 +52,7 @@ def _differences(old: dict, new: dict, skip: set[str] = frozenset()) -> list[str
     return lines
 
 
-def _archive(study_dir: StudyDir) -> Path | None:
+def archive(study_dir: StudyDir) -> Path | None:
     """`--fresh`: move the old study aside (never delete a user's results)."""
     if not study_dir.path.exists():
         return None
@@ -68,7 +68,7 @@ def _archive(study_dir: StudyDir) -> Path | None:
 def open_or_resume(config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOptions):
     import optuna
 
-    from tunekit.study.components import build_sampler_and_pruner
+    from tunekit.components.samplers import build_sampler_and_pruner
 
     storage = open_storage(study_dir, opts.storage, opts.repair)
     sampler, pruner = build_sampler_and_pruner(config, space)

@@ -18,18 +18,15 @@ from tunekit.config.load import apply_params
 from tunekit.config.sections import Config, check_sections
 from tunekit.config.yaml_io import dump_yaml
 from tunekit.runs import StudyDir, append_jsonl, write_text
-from tunekit.space import SearchSpace
+from tunekit.config.space import SearchSpace
 from tunekit.study import faults
+from tunekit.study.options import TimedOut
 
 if TYPE_CHECKING:
-    from tunekit.study.search import SearchOptions
+    from tunekit.study.options import SearchOptions
 
 
 class _Pruned(Exception):
-    pass
-
-
-class _TimedOut(Exception):
     pass
 
 
@@ -47,7 +44,7 @@ def objectives_of(config: Config) -> list[tuple[str, str]]:
 
 class TrialJob:
     """One trial from sampled values to outcome, in steps, so that a trial can be trained alone
-    (`run_trial`) or as a member of a population (tunekit.study.population) and end the same way.
+    (`run_trial`) or as a member of a population (tunekit.study.grouping) and end the same way.
 
     Constructing it samples the trial's values and writes its concrete config; `build` makes its
     Run; `on_epoch` is its epoch callback; `conclude` turns a FitResult or the exception that ended
@@ -76,7 +73,7 @@ class TrialJob:
         self.run = None
 
     def build(self, split=None):
-        from tunekit.build import build_run, resolve_device
+        from tunekit.train.build import build_run, resolve_device
 
         self.run = build_run(self.config, resolve_device(self.opts.device or self.config.train.device), self.seed, split=split)
         return self.run
@@ -96,21 +93,21 @@ class TrialJob:
             if trial.should_prune():
                 raise _Pruned(record.epoch)
         if self.deadline is not None and time.monotonic() > self.deadline:
-            raise _TimedOut(record.epoch)  # --timeout bounds the running trial too, at its next epoch
+            raise TimedOut(record.epoch)  # --timeout bounds the running trial too, at its next epoch
         if self.faults_planned:
             faults.fire(trial.number, record.epoch, self.run.model)
 
     def conclude(self, result=None, exc: BaseException | None = None) -> tuple[str, Any]:
         """The outcome of training that returned `result` or raised `exc`. Re-raises what is not the
         trial's own failure: KeyboardInterrupt, and a full disk (the study's problem: stop, don't fail every trial after)."""
-        from tunekit.trainer import Diverged
+        from tunekit.train.trainer import Diverged
 
         trial, started = self.trial, self.started
         if exc is not None:
             if isinstance(exc, _Pruned):
                 trial.set_user_attr("result", {"duration_s": round(time.perf_counter() - started, 3), "pruned_at_epoch": exc.args[0]})
                 return "PRUNED", None
-            if isinstance(exc, _TimedOut):
+            if isinstance(exc, TimedOut):
                 return _fail(trial, "timeout", f"--timeout reached at epoch {exc.args[0]}", started)
             if isinstance(exc, Diverged):
                 if exc.record is not None:  # the epoch that went wrong, with why, closes the trial's metrics
@@ -136,7 +133,7 @@ class TrialJob:
         return "COMPLETE", float(values[0]) if len(values) == 1 else [float(v) for v in values]
 
     def train_alone(self) -> tuple[str, Any]:
-        from tunekit.trainer import fit
+        from tunekit.train.trainer import fit
 
         if self.problem:
             return self.fail("error", self.problem)

@@ -18,6 +18,7 @@ import time
 from tunekit.config.sections import ALLOWED_PLUGINS, Config
 from tunekit.errors import StateError
 from tunekit.runs import StudyDir
+from tunekit.study.options import Terminated
 
 
 def threads_per_worker(workers: int, cores: int | None = None) -> int:
@@ -26,7 +27,8 @@ def threads_per_worker(workers: int, cores: int | None = None) -> int:
 
 def _worker_main(raw: dict, source: str | None, fields: dict, index: int, remaining_s: float | None, plugins: list[str], quiet: bool) -> None:
     os.environ["OMP_NUM_THREADS"] = str(fields["threads"])
-    from tunekit.study.search import SearchOptions, Terminated, _set_threads, work
+    from tunekit.study.options import SearchOptions, Terminated, set_threads
+    from tunekit.study.worker import work
 
     def terminated(signum, frame):
         raise Terminated()
@@ -34,7 +36,7 @@ def _worker_main(raw: dict, source: str | None, fields: dict, index: int, remain
     signal.signal(signal.SIGTERM, terminated)
     from tunekit.config.sections import allow_plugins, check_sections
     from tunekit.errors import TunekitError
-    from tunekit.space import SearchSpace
+    from tunekit.config.space import SearchSpace
 
     allow_plugins(plugins)
     label = f"[w{index}] "
@@ -44,7 +46,7 @@ def _worker_main(raw: dict, source: str | None, fields: dict, index: int, remain
         config.source = source
         space, _ = SearchSpace.parse(config)
         opts = SearchOptions(**fields, log=log)
-        _set_threads(opts.threads)
+        set_threads(opts.threads)
         deadline = time.monotonic() + remaining_s if remaining_s is not None else None
         work(config, space, StudyDir(opts.runs, fields["study"]), opts, deadline, label)
     except KeyboardInterrupt as exc:
@@ -57,8 +59,6 @@ def _worker_main(raw: dict, source: str | None, fields: dict, index: int, remain
 
 def run_workers(config: Config, study_dir: StudyDir, opts) -> None:
     """Start opts.workers processes on the study and wait for all of them."""
-    from tunekit.study.search import Terminated
-
     threads = opts.threads or config.train.threads or threads_per_worker(opts.workers)
     remaining = opts.timeout_s
     ctx = multiprocessing.get_context("spawn")

@@ -1,0 +1,121 @@
+"""Datasets and the split every trial shares."""
+
+import numpy as np
+import pytest
+import torch
+
+from tunekit.components.data import DATASETS, RawData, load_split, prepare, split_indices
+from tests.conftest import REPO
+from tunekit.errors import DataError
+
+
+def test_stratified_split_sizes_and_train_statistics():
+    split = load_split("digits", {}, 0.2, 0.2, True, seed=0)
+    assert (len(split.X_train), len(split.X_val), len(split.X_test)) == (1078, 360, 359)
+    assert split.n_classes == 10 and split.input_shape == (64,)
+    # standardized with training statistics only: train columns have mean ~0, others need not
+    assert split.X_train.mean(0).abs().max() < 1e-4
+    counts = torch.bincount(split.y_val, minlength=10).float()
+    assert counts.min() >= 33 and counts.max() <= 38  # stratified: every digit ~36 times
+
+
+@pytest.mark.parametrize("name", ["digits", "iris", "wine", "breast_cancer", "diabetes"])
+def test_bundled_sets_read_without_scikit_learn_equal_its_loaders(name):
+    import sklearn.datasets
+
+    raw = DATASETS.get(name)(seed=0)
+    X, y = getattr(sklearn.datasets, f"load_{name}")(return_X_y=True)
+    assert raw.X.shape == X.shape and np.allclose(raw.X, X, rtol=0, atol=1e-12) and np.array_equal(raw.y, y)
+
+
+def test_a_study_on_bundled_data_never_imports_scikit_learn():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom tunekit.config.load import load_config\nfrom tunekit.train.build import check_buildable\n"
+            "check_buildable(load_config('configs/quickstart.yaml'))\nprint(sorted(m for m in ('sklearn', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("counts, n_hold, held", [
+    ([50, 30, 5], 17, [10, 6, 1]),  # proportional shares, rounded by largest remainder
+    ([100, 1000], 220, [20, 200]),
+    ([2, 2, 2], 3, [1, 1, 1]),  # every class keeps a row on each side
+    ([5, 5], 9, None),  # a side would lose a class: plain shuffle
+    ([1, 10], 3, None),  # a class of one row cannot be stratified
+])
+def test_split_indices_stratifies_where_it_can(counts, n_hold, held):
+    y = np.repeat(np.arange(len(counts)), counts)
+    keep, hold = split_indices(y, n_hold, seed=3, stratify=True)
+    assert len(hold) == n_hold and sorted(np.concatenate([keep, hold]).tolist()) == list(range(len(y)))
+    if held is not None:
+        assert np.bincount(y[hold], minlength=len(counts)).tolist() == held
+    again = split_indices(y, n_hold, seed=3, stratify=True)
+    assert np.array_equal(again[0], keep) and np.array_equal(again[1], hold)
+    other = split_indices(y, n_hold, seed=4, stratify=True)
+    assert not np.array_equal(other[1], hold)
+
+
+def test_same_seed_same_split_other_seed_other_split():
+    a = prepare(DATASETS.get("iris")(seed=0), 0.2, 0.2, True, seed=0)
+    b = prepare(DATASETS.get("iris")(seed=0), 0.2, 0.2, True, seed=0)
+    c = prepare(DATASETS.get("iris")(seed=0), 0.2, 0.2, True, seed=1)
+    assert torch.equal(a.X_val, b.X_val) and not torch.equal(a.X_val, c.X_val)
+
+
+def test_regression_targets_are_scaled_back_for_metrics():
+    split = load_split("diabetes", {}, 0.2, 0.2, True, seed=0)
+    assert split.task == "regression" and split.y_train.shape[1] == 1
+    assert abs(float(split.y_train.std()) - 1.0) < 0.01 and split.y_scale > 50
+
+
+def test_digits_as_images():
+    split = load_split("digits", {"as_images": True}, 0.2, 0.2, True, seed=0)
+    assert split.X_train.shape[1:] == (1, 8, 8)
+
+
+@pytest.mark.parametrize("name", ["moons", "circles", "blobs", "classification", "regression", "iris", "wine", "breast_cancer"])
+def test_every_builtin_dataset_loads(name):
+    split = load_split(name, {}, 0.2, 0.2, True, seed=0)
+    assert len(split.X_train) > len(split.X_val) > 0
+
+
+def test_csv_with_string_labels(tmp_path):
+    path = tmp_path / "d.csv"
+    rows = ["a,b,label"] + [f"{i},{i % 3},{'cat' if i % 2 else 'dog'}" for i in range(40)]
+    path.write_text("\n".join(rows) + "\n")
+    split = load_split("csv", {"path": str(path), "target": "label"}, 0.25, 0.25, True, seed=0)
+    assert split.n_classes == 2 and split.input_shape == (2,)
+
+
+@pytest.mark.parametrize(
+    "content, args, fragment",
+    [
+        (None, {"target": "y"}, "data file not found"),
+        ("", {"target": "y"}, "data file is empty"),
+        ("a,y\n1,0\n2,1\n", {"target": "z"}, "no column 'z'"),
+        ("a,y\nx,0\n2,1\n", {"target": "y"}, "a feature value is not a number"),
+        ("a,y\n" + "nan,0\n1,1\n" * 10, {"target": "y"}, "values in 10 row.s. of the features"),
+        ("a,y\n" + "1,0\n" * 20, {"target": "y"}, "at least 2 classes"),
+    ],
+)
+def test_bad_csv_files(tmp_path, content, args, fragment):
+    path = tmp_path / "d.csv"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(DataError, match=fragment):
+        load_split("csv", {"path": str(path), **args}, 0.2, 0.2, True, seed=0)
+
+
+def test_npz_with_its_own_test_split(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "d.npz"
+    np.savez(path, X=rng.normal(size=(50, 3)), y=rng.integers(0, 2, 50), Xt=rng.normal(size=(10, 3)), yt=rng.integers(0, 2, 10))
+    split = load_split("npz", {"path": str(path), "X_test": "Xt", "y_test": "yt"}, 0.2, 0.2, True, seed=0)
+    assert len(split.X_test) == 10 and len(split.X_train) == 40
+
+
+def test_empty_split_is_refused():
+    with pytest.raises(DataError, match="leaves an empty set"):
+        prepare(RawData(np.zeros((3, 2)), np.array([0, 1, 0]), "classification"), 0.1, 0.1, True, seed=0)

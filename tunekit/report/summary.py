@@ -1,0 +1,138 @@
+"""What a study learned, as plain data in SPEC §6's shape. Torch-free: the report builds on this."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any
+
+
+def _state(trial) -> str:
+    return trial.state.name
+
+
+def outcome(trial) -> dict[str, Any]:
+    """What a trial recorded about how it ended (duration_s, best_epoch, epochs_run, metrics,
+    pruned_at_epoch, error): one `result` attribute, or separate ones in studies written by earlier tunekit versions."""
+    attrs = trial.user_attrs
+    return {**attrs, **(attrs.get("result") or {})}
+
+
+def trial_row(trial) -> dict[str, Any]:
+    ended = outcome(trial)
+    return {
+        "number": trial.number,
+        "state": _state(trial),
+        "value": trial.value if trial.values is not None and len(trial.values) == 1 else trial.values,
+        "params": dict(trial.params),
+        "reason": ended.get("reason"),
+        "duration_s": ended.get("duration_s")
+        if ended.get("duration_s") is not None
+        else (trial.duration.total_seconds() if trial.duration else None),
+        "best_epoch": ended.get("best_epoch"),
+    }
+
+
+def _optuna_importance():
+    """`optuna.importance`, imported without scikit-learn.
+
+    Importing it imports scikit-learn's ensembles (for fANOVA, which tunekit does not use) whenever
+    scikit-learn is installed, as it is for the bundled datasets: ~1.5 s added to every search's end
+    and every `tunekit report`. With `sklearn` marked missing for that one import, Optuna's lazy
+    `try_import` records fANOVA as unavailable and PED-ANOVA, pure numpy, is unaffected."""
+    import sys
+
+    if "optuna.importance" in sys.modules or "sklearn" in sys.modules:
+        import optuna.importance
+
+        return optuna.importance
+    sys.modules["sklearn"] = None  # type: ignore[assignment]  # `import sklearn...` now raises ImportError at once
+    try:
+        import optuna.importance
+    finally:
+        del sys.modules["sklearn"]
+    return optuna.importance
+
+
+def importance(study) -> dict[str, float]:
+    """Each parameter's share of the metric's variance (Optuna's PED-ANOVA); {} when too few trials."""
+    import optuna
+
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
+    if len(complete) < 3 or not any(t.params for t in complete):
+        return {}
+    try:
+        target = None
+        if len(study.directions) > 1:
+            # Importance for the first objective; PED-ANOVA reads its target as lower-is-better.
+            sign = -1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
+            target = lambda t: sign * t.values[0]  # noqa: E731
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # its "low target" reminder: handled by the sign above
+            return {k: float(v) for k, v in _optuna_importance().get_param_importances(study, target=target).items()}
+    except (ValueError, RuntimeError, ZeroDivisionError):
+        return {}  # e.g. every completed trial has the same params
+
+
+def pick_best(study):
+    """The best trial; with several objectives, the Pareto-front member best in the first
+    objective (ties broken by the next), a rule stated in the report. None before any completes."""
+    import optuna
+
+    if len(study.directions) == 1:
+        try:
+            return study.best_trial
+        except ValueError:
+            return None
+    front = study.best_trials
+    if not front:
+        return None
+    signs = [1 if d == optuna.study.StudyDirection.MAXIMIZE else -1 for d in study.directions]
+    return max(front, key=lambda t: tuple(s * v for s, v in zip(signs, t.values)))
+
+
+def summarize(study, storage: str) -> dict[str, Any]:
+    import optuna
+
+    attrs = study.user_attrs
+    trials = study.get_trials(deepcopy=False)
+    states = Counter(_state(t) for t in trials)
+    reasons = Counter(t.user_attrs.get("reason") for t in trials if t.state == optuna.trial.TrialState.FAIL)
+    best = None
+    bt = pick_best(study)
+    if bt is not None:
+        best = {"number": bt.number, "value": bt.value if len(bt.values) == 1 else list(bt.values), "params": dict(bt.params),
+                "config": bt.user_attrs.get("config"), "metrics": outcome(bt).get("metrics"), "best_epoch": outcome(bt).get("best_epoch")}
+    several = len(study.directions) > 1
+    extra = {}
+    if several:
+        extra = {"objectives": attrs.get("tunekit.objectives"),
+                 "pareto": sorted(t.number for t in study.best_trials),
+                 "best_rule": "the Pareto-front member best in the first objective",
+                 "pruning": "off: Optuna cannot prune a study with several objectives"}
+    summary = {
+        "study": study.study_name,
+        "storage": storage,
+        "metric": attrs.get("tunekit.metric"),
+        **extra,
+        "direction": [d.name.lower() for d in study.directions] if several else study.direction.name.lower(),
+        "n_trials": len(trials),
+        "states": {s: states.get(s, 0) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")},
+        "reasons": dict(reasons.most_common()),
+        "best": best,
+        "trials": [trial_row(t) for t in trials],
+        "importance": importance(study),
+    }
+    from tunekit.report.advice import advise, sparkline
+
+    summary["advice"] = advise(summary, attrs.get("tunekit.space") or {})
+    values = [t["value"] if not isinstance(t["value"], list) else t["value"][0] for t in summary["trials"] if t["state"] == "COMPLETE"]
+    first_direction = summary["direction"][0] if several else summary["direction"]
+    summary["history"] = sparkline(values, first_direction == "maximize")
+    return summary
+
+
+def finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)

@@ -1,0 +1,56 @@
+"""What a search was asked to do (flags and their defaults), and the signals it turns into exceptions."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from tunekit.config.sections import Config
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so the running trial is closed properly (Python's default dies silently)."""
+
+
+class TimedOut(Exception):
+    """--timeout reached while a trial trained (args: the epoch, or "mid-epoch")."""
+
+
+@dataclass
+class SearchOptions:
+    runs: Path = Path("runs")
+    study: str | None = None
+    trials: int | None = None
+    timeout_s: float | None = None
+    storage: str | None = None
+    device: str | None = None
+    fresh: bool = False
+    repair: bool = False
+    workers: int = 1
+    devices: list[str] | None = None  # --devices: worker i trains on devices[i % len]
+    threads: int | None = None  # torch threads per worker (default: train.threads, else cores // workers)
+    quiet: bool = False
+    verbose: bool = False  # a line per epoch
+    worker_index: int = 0  # offsets the sampler seed per worker
+    config_name: str | None = None  # the file stem, the last fallback for the study name
+    log: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr))
+
+
+def study_name_for(config: Config, opts: SearchOptions) -> str:
+    return opts.study or config.name or opts.config_name or "study"
+
+
+def set_threads(threads: int | None) -> None:
+    """torch threads for this process (a worker sets its own share of the cores)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+

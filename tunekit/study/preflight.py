@@ -1,0 +1,70 @@
+"""Everything about a config that can be known without running a study: `tunekit validate`
+and `tunekit search --dry-run`. Nothing here writes a file."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from tunekit.config.sections import Config
+
+
+def sample_trial_config(config: Config, space) -> dict[str, Any]:
+    """One concrete trial config, as the study would draw it (random sampler, the config's seed)."""
+    import optuna
+
+    from tunekit.config.load import apply_params
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=config.seed))
+    return apply_params(config.raw, space.sample(study.ask()))
+
+
+def one_step(config: Config, device: str | None = None) -> dict[str, Any]:
+    """Forward, backward and one optimizer step on one training batch of the base config."""
+    import torch
+
+    from tunekit.train.build import build_run, resolve_device
+
+    run = build_run(config, resolve_device(device or config.train.device), config.seed)
+    bs = len(run.split.X_train) if config.train.batch_size == "full" else config.train.batch_size
+    xb, yb = run.split.X_train[:bs], run.split.y_train[:bs]
+    started = time.perf_counter()
+    run.model.train()
+    loss = run.loss_fn(run.model(xb).float(), yb)
+    run.optimizer.zero_grad()
+    loss.backward()
+    run.optimizer.step()
+    if run.device.type == "cuda":
+        torch.cuda.synchronize()
+    return {"device": str(run.device), "batch": len(xb), "loss": float(loss.detach()), "seconds": round(time.perf_counter() - started, 4)}
+
+
+def preflight(config: Config, *, step: bool = False, device: str | None = None) -> dict[str, Any]:
+    """Check everything (data, components, space, sampler, pruner) and describe what would run."""
+    from tunekit.train.build import build_checked
+    from tunekit.errors import ConfigError
+    from tunekit.train.vectorized import population_problems
+    from tunekit.config.space import SearchSpace
+    from tunekit.components.samplers import build_sampler_and_pruner
+
+    config, run = build_checked(config)
+    space, _ = SearchSpace.parse(config)
+    problems = population_problems(config, space, run)
+    if problems:
+        raise ConfigError(problems, config.source)
+    build_sampler_and_pruner(config, space)
+    info: dict[str, Any] = {
+        "valid": True,
+        "metric": config.study.metric,
+        "direction": config.study.direction,
+        "params": sum(p.numel() for p in run.model.parameters()),
+        "space": [{"key": p.key, "type": p.kind, "range": p.describe()} for p in space],
+        "space_size": space.size(),
+        "sample": sample_trial_config(config, space),
+    }
+    if config.study.objectives:
+        info["objectives"] = [{"metric": o.metric, "direction": o.direction} for o in config.study.objectives]
+    if step:
+        info["dry_run"] = one_step(config, device)
+    return info

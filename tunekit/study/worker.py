@@ -1,0 +1,179 @@
+"""One worker's loop: take the next trial (or population) under the ask lock, train it with its
+heartbeat and the --timeout alarm on, tell it. Whatever stops a trial's training is recorded on the
+trial, never lost: Ctrl-C / SIGTERM close the running trial as `interrupted` and queue its params."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import signal
+import time
+import warnings
+from typing import Any
+
+import optuna
+
+from tunekit.components.samplers import build_sampler_and_pruner, space_covered
+from tunekit.config.sections import Config
+from tunekit.config.space import SearchSpace
+from tunekit.report.summary import outcome as outcome_of, pick_best
+from tunekit.runs import StudyDir
+from tunekit.study.closing import close_failed, closed_elsewhere, retry_later, tell
+from tunekit.study.grouping import ask_population, train_jobs
+from tunekit.study.liveness import Heartbeat, counted, recover_dead_trials
+from tunekit.study.options import SearchOptions, TimedOut, main_thread
+from tunekit.study.storage import open_storage
+from tunekit.study.trial import run_trial
+from tunekit.train.build import warm_up
+
+
+def quiet_optuna() -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+@contextlib.contextmanager
+def _ask_lock(study_dir: StudyDir, opts: SearchOptions):
+    """Serialize count-then-ask between workers sharing a journal, so the study total is exact.
+
+    With a database URL the workers may sit on other machines, where no file lock reaches: there
+    the total can overshoot by at most one trial per extra worker."""
+    if opts.storage:
+        yield
+        return
+    with open(study_dir.path / ".ask.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def work(config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOptions, deadline: float | None, label: str = "") -> None:
+    """One worker's loop: recover dead trials, take the next trial (or population) if the study needs
+    one, train it, tell it. Whatever stops a trial's training is recorded on the trial, never lost."""
+    quiet_optuna()
+    sampler, pruner = build_sampler_and_pruner(config, space, worker=opts.worker_index)
+    study = optuna.load_study(study_name=study_dir.name, storage=open_storage(study_dir, opts.storage), sampler=sampler, pruner=pruner)
+    target = opts.trials or config.study.trials
+    told: set[str] = set()  # notes already given by this worker (each is said once)
+    warm_up(config, opts.device or config.train.device)
+    with Heartbeat(study._storage) as beats:
+        while True:
+            taken = _take_next(study, config, space, study_dir, opts, deadline, target, label)
+            if taken is None:
+                return
+            trials, jobs = taken
+            started = time.perf_counter()
+            try:
+                outcomes = _train(beats, trials, jobs, config, space, study_dir, opts, deadline, told)
+                for trial, (state, outcome) in zip(trials, outcomes):
+                    tell(study, study_dir, trial, state, outcome)
+                    finished = sum(1 for t in study.get_trials(deepcopy=False) if counted(t) and t.state.is_finished())
+                    opts.log(label + progress_line(finished, target, trial, state, outcome, study, config.study.metric,
+                                                    time.perf_counter() - started, space.values_from(trial.params)))
+            except KeyboardInterrupt:
+                for trial in trials:
+                    retry_later(study, trial)
+                raise
+            except Exception:
+                dropped = [t for t in trials if closed_elsewhere(study, t)]
+                if not dropped:
+                    for trial in trials:
+                        close_failed(study, trial)
+                    raise
+                # This worker was paused past the heartbeat grace (SIGSTOP, a sleeping laptop), so another
+                # worker failed its trial as worker_died and queued its params again. That rerun stands.
+                opts.log(f"{label}trial {', '.join(str(t.number) for t in dropped)} was closed by another worker while this one "
+                         "was unresponsive; this result is dropped (the trial's params were queued again)")
+                for trial in trials:
+                    if trial not in dropped:
+                        retry_later(study, trial)
+            except BaseException:
+                for trial in trials:
+                    close_failed(study, trial)
+                raise
+
+
+def _take_next(study, config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOptions,
+               deadline: float | None, target: int, label: str):
+    """Under the ask lock: (trials, jobs) to run next, jobs being None for a single trial; None when
+    the study is done (its total reached, --timeout passed, a finite sampler's space covered)."""
+    with _ask_lock(study_dir, opts):
+        recover_dead_trials(study, opts.log)
+        done = sum(map(counted, study.get_trials(deepcopy=False)))
+        if done >= target:
+            return None
+        if deadline is not None and time.monotonic() >= deadline:
+            opts.log(f"{label}timeout reached; rerun the same command to continue")
+            return None
+        if space_covered(study.sampler, study):
+            opts.log(f"{label}the {config.sampler.name} sampler has tried every point of the search space: "
+                     f"stopping at {done} of {target} trials")
+            return None
+        size = min(config.study.population, target - done)
+        if size == 1:
+            return [study.ask()], None
+        jobs = ask_population(study, size, config, space, study_dir, opts, deadline)
+        return [job.trial for job in jobs], jobs
+
+
+def _train(beats, trials, jobs, config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOptions,
+           deadline: float | None, told: set[str]) -> list[tuple[str, Any]]:
+    """Train the taken trials (alone, or as populations) with their heartbeats and the --timeout alarm on."""
+    with beats.running([trial._trial_id for trial in trials]), _alarm(deadline):
+        if jobs is None:
+            return [run_trial(trials[0], config, space, study_dir, opts, deadline)]
+        return train_jobs(jobs, opts.log, told)
+
+
+def progress_line(done: int, target: int, trial, state: str, outcome: Any, study, metric: str, duration: float, params: dict) -> str:
+    shown = " ".join(f"{k}={_short(v)}" for k, v in params.items())
+    if state == "COMPLETE" and isinstance(outcome, list):
+        names = [o["metric"] for o in study.user_attrs.get("tunekit.objectives", [])]
+        what = " ".join(f"{n}={v:.4g}" for n, v in zip(names, outcome))
+    elif state == "COMPLETE":
+        what = f"{metric}={outcome:.4f}"
+    elif state == "FAIL":
+        what = f"reason={outcome}"
+    else:
+        what = f"pruned at epoch {outcome_of(trial).get('pruned_at_epoch', '?')}"
+    best = pick_best(study)
+    if best is None:
+        best_text = "best=-"
+    elif len(best.values) > 1:
+        best_text = f"pareto front: {len(study.best_trials)} trials"
+    else:
+        best_text = f"best={best.value:.4f} (#{best.number})"
+    return f"[{done:>{len(str(target))}}/{target}] trial {trial.number:<4} {state:<8} {what:<24} {best_text}  {duration:5.1f}s  {shown}"
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    return json.dumps(v) if isinstance(v, (list, dict)) else str(v)
+
+
+ALARM_GRACE_S = 2.0
+
+
+@contextlib.contextmanager
+def _alarm(deadline: float | None):
+    """Stop a trial stuck inside an epoch (the epoch-end check never comes) shortly after --timeout.
+    SIGALRM works in the main thread only; elsewhere the epoch-end check is all there is."""
+    if deadline is None or not main_thread():
+        yield
+        return
+
+    def expired(signum, frame):
+        raise TimedOut("mid-epoch")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, max(0.01, deadline - time.monotonic() + ALARM_GRACE_S))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
