@@ -27,7 +27,8 @@ demo: install
 	$(BIN)/tunekit report quickstart --runs $(RUNS)
 
 test: install
-	$(BIN)/ruff check --select F,E9 tunekit tests benchmarks
+	$(BIN)/ruff format --check tunekit tests benchmarks
+	$(BIN)/ruff check tunekit tests benchmarks
 	$(BIN)/python -m pytest -q
 
 # Benchmarks take ~30 minutes on 2 cores; results go to benchmarks/results.jsonl (one JSON line each).

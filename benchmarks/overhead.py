@@ -39,16 +39,28 @@ def measure(trials: int, size: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "c.yaml"
         config.write_text(CONFIG.format(**SIZES[size]))
-        subprocess.run([sys.executable, "-m", "tunekit", "search", str(config), "--runs", tmp, "--trials", str(trials), "-q"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "tunekit", "search", str(config), "--runs", tmp, "--trials", str(trials), "-q"],
+            check=True,
+            capture_output=True,
+        )
         study_dir = Path(tmp) / "overhead"
         storage = JournalStorage(JournalFileBackend(str(study_dir / "optuna.journal")))
         done = optuna.load_study(study_name="overhead", storage=storage).trials
-        training = sum(json.loads(line)["epoch_time"] for t in done
-                       for line in (study_dir / "trials" / f"{t.number:05d}" / "metrics.jsonl").read_text().splitlines())
+        training = sum(
+            json.loads(line)["epoch_time"]
+            for t in done
+            for line in (study_dir / "trials" / f"{t.number:05d}" / "metrics.jsonl").read_text().splitlines()
+        )
     wall = (done[-1].datetime_complete - done[0].datetime_start).total_seconds()
-    return {"trials": trials, "size": size, "wall_s": wall, "training_s": training, "overhead_share": (wall - training) / wall,
-            "overhead_ms_per_trial": 1000 * (wall - training) / trials}
+    return {
+        "trials": trials,
+        "size": size,
+        "wall_s": wall,
+        "training_s": training,
+        "overhead_share": (wall - training) / wall,
+        "overhead_ms_per_trial": 1000 * (wall - training) / trials,
+    }
 
 
 def main():
@@ -58,8 +70,10 @@ def main():
     args = parser.parse_args()
     rows = [measure(n, size) for size in args.sizes for n in args.trials]
     for r in rows:
-        print(f"{r['size']:>10} {r['trials']:>4} trials: overhead {100 * r['overhead_share']:.1f}% of wall time "
-              f"({r['overhead_ms_per_trial']:.0f} ms per trial; {r['training_s']:.1f}s training of {r['wall_s']:.1f}s)")
+        print(
+            f"{r['size']:>10} {r['trials']:>4} trials: overhead {100 * r['overhead_share']:.1f}% of wall time "
+            f"({r['overhead_ms_per_trial']:.0f} ms per trial; {r['training_s']:.1f}s training of {r['wall_s']:.1f}s)"
+        )
     print(json.dumps({"benchmark": "overhead", "results": rows}))
 
 

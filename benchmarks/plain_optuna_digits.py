@@ -65,12 +65,16 @@ def main():
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     split = load_split("digits", {}, 0.2, 0.2, True, seed=0)
     torch.manual_seed(args.seed)
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=args.seed),
-                                pruner=optuna.pruners.MedianPruner())
+    study = optuna.create_study(
+        direction="maximize", sampler=optuna.samplers.TPESampler(seed=args.seed), pruner=optuna.pruners.MedianPruner()
+    )
     started = time.perf_counter()
 
     def report(study, trial):
-        print(json.dumps({"t": time.perf_counter() - started, "state": trial.state.name, "value": trial.value}), flush=True)
+        print(
+            json.dumps({"t": time.perf_counter() - started, "state": trial.state.name, "value": trial.value}),
+            flush=True,
+        )
 
     study.optimize(lambda t: objective(t, split), n_trials=args.trials, callbacks=[report])
 

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import torch
 
-from tunekit.train.build import build_run, check_buildable
 from tunekit.config.load import load_config, validate_document
 from tunekit.config.yaml_io import parse_yaml
-from tunekit.train.vectorized import fit_population
+from tunekit.train.build import build_run, check_buildable
 from tunekit.train.trainer import fit
+from tunekit.train.vectorized import fit_population
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -82,22 +82,38 @@ def trainer_case(hidden, batch, optimizer, k: int, epochs: int, repeats: int, de
             seq_times.append(seq)
             pop_times.append(pop)
             ratios.append(seq / pop)
-    return {"hidden": hidden, "batch": batch, "optimizer": optimizer, "k": k, "speedup": statistics.median(ratios),
-            "sequential_s": statistics.median(seq_times), "population_s": statistics.median(pop_times), "repeats": repeats}
+    return {
+        "hidden": hidden,
+        "batch": batch,
+        "optimizer": optimizer,
+        "k": k,
+        "speedup": statistics.median(ratios),
+        "sequential_s": statistics.median(seq_times),
+        "population_s": statistics.median(pop_times),
+        "repeats": repeats,
+    }
 
 
 def study_case(population: int, seed: int, device: str) -> dict:
     from tunekit.study.options import SearchOptions
     from tunekit.study.search import run_search
 
-    config = load_config(str(REPO / "configs" / "population.yaml"),
-                         [f"study.population={population}", f"study.sampler.seed={seed}", f"train.device={device}"])
+    config = load_config(
+        str(REPO / "configs" / "population.yaml"),
+        [f"study.population={population}", f"study.sampler.seed={seed}", f"train.device={device}"],
+    )
     with tempfile.TemporaryDirectory() as tmp:
         opts = SearchOptions(runs=Path(tmp), quiet=True, log=lambda line: None)
         started = time.perf_counter()
         summary = run_search(config, opts)
         wall = time.perf_counter() - started
-    return {"population": population, "seed": seed, "wall_s": wall, "best": summary["best"]["value"], "states": summary["states"]}
+    return {
+        "population": population,
+        "seed": seed,
+        "wall_s": wall,
+        "best": summary["best"]["value"],
+        "states": summary["states"],
+    }
 
 
 def main() -> None:
@@ -114,21 +130,39 @@ def main() -> None:
         for k in args.k:
             r = trainer_case(hidden, batch, optimizer, k, args.epochs, args.repeats, args.device)
             trainer.append(r)
-            print(f"trainer  mlp {str(hidden):<11} batch {batch:<4} {optimizer:<6} K={k}: population is {r['speedup']:.2f}x faster "
-                  f"({r['population_s']:.2f} s vs {r['sequential_s']:.2f} s sequential, median of {r['repeats']})", flush=True)
+            print(
+                f"trainer  mlp {str(hidden):<11} batch {batch:<4} {optimizer:<6} K={k}: population is {r['speedup']:.2f}x faster "
+                f"({r['population_s']:.2f} s vs {r['sequential_s']:.2f} s sequential, median of {r['repeats']})",
+                flush=True,
+            )
 
     studies = []
     for seed in args.study_seeds:
         for population in (1, 8):
             s = study_case(population, seed, args.device)
             studies.append(s)
-            print(f"study    configs/population.yaml seed {seed} population {population}: {s['wall_s']:.1f} s, "
-                  f"best val_accuracy {s['best']:.4f}, {s['states']}", flush=True)
+            print(
+                f"study    configs/population.yaml seed {seed} population {population}: {s['wall_s']:.1f} s, "
+                f"best val_accuracy {s['best']:.4f}, {s['states']}",
+                flush=True,
+            )
     ratios = [a["wall_s"] / b["wall_s"] for a, b in zip(studies[0::2], studies[1::2])]
     if ratios:
-        print(f"study    wall time, population 1 / population 8: median {statistics.median(ratios):.2f}x over seeds {args.study_seeds}")
-    print(json.dumps({"benchmark": "population", "device": args.device, "threads": torch.get_num_threads(),
-                      "trainer": trainer, "study": studies, "study_speedup": statistics.median(ratios) if ratios else None}))
+        print(
+            f"study    wall time, population 1 / population 8: median {statistics.median(ratios):.2f}x over seeds {args.study_seeds}"
+        )
+    print(
+        json.dumps(
+            {
+                "benchmark": "population",
+                "device": args.device,
+                "threads": torch.get_num_threads(),
+                "trainer": trainer,
+                "study": studies,
+                "study_speedup": statistics.median(ratios) if ratios else None,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -20,8 +20,12 @@ HERE = Path(__file__).resolve().parent
 
 
 def plain(seed: int, trials: int) -> tuple[float, bool]:
-    out = subprocess.run([sys.executable, str(HERE / "plain_optuna_digits.py"), "--seed", str(seed), "--trials", str(trials)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, str(HERE / "plain_optuna_digits.py"), "--seed", str(seed), "--trials", str(trials)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     rows = [json.loads(line) for line in out.splitlines()]
     hit = next((r["t"] for r in rows if r["state"] == "COMPLETE" and r["value"] >= TARGET), None)
     return (hit, True) if hit is not None else (rows[-1]["t"], False)
@@ -32,8 +36,24 @@ def tunekit(seed: int, trials: int) -> tuple[float, bool]:
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
     with tempfile.TemporaryDirectory() as runs:
-        subprocess.run([sys.executable, "-m", "tunekit", "search", str(HERE.parent / "configs" / "quickstart.yaml"), "--runs", runs,
-                        "--trials", str(trials), "--set", f"study.sampler.seed={seed}", "-q"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tunekit",
+                "search",
+                str(HERE.parent / "configs" / "quickstart.yaml"),
+                "--runs",
+                runs,
+                "--trials",
+                str(trials),
+                "--set",
+                f"study.sampler.seed={seed}",
+                "-q",
+            ],
+            check=True,
+            capture_output=True,
+        )
         storage = JournalStorage(JournalFileBackend(str(Path(runs) / "quickstart" / "optuna.journal")))
         trials_done = optuna.load_study(study_name="quickstart", storage=storage).trials
     t0 = trials_done[0].datetime_start
@@ -51,8 +71,20 @@ def main():
     for seed in args.seeds:
         tk, tk_hit = tunekit(seed, args.trials)
         po, po_hit = plain(seed, args.trials)
-        rows.append({"seed": seed, "tunekit_s": tk, "tunekit_reached": tk_hit, "optuna_script_s": po, "optuna_script_reached": po_hit, "ratio": tk / po})
-        print(f"seed {seed}: tunekit {tk:6.1f}s{'' if tk_hit else ' (not reached)'}   optuna script {po:6.1f}s{'' if po_hit else ' (not reached)'}   ratio {tk / po:.2f}", flush=True)
+        rows.append(
+            {
+                "seed": seed,
+                "tunekit_s": tk,
+                "tunekit_reached": tk_hit,
+                "optuna_script_s": po,
+                "optuna_script_reached": po_hit,
+                "ratio": tk / po,
+            }
+        )
+        print(
+            f"seed {seed}: tunekit {tk:6.1f}s{'' if tk_hit else ' (not reached)'}   optuna script {po:6.1f}s{'' if po_hit else ' (not reached)'}   ratio {tk / po:.2f}",
+            flush=True,
+        )
     ratio = statistics.median(r["ratio"] for r in rows)
     print(f"median time-to-{TARGET} ratio (tunekit / plain Optuna script): {ratio:.2f}")
     print(json.dumps({"benchmark": "search_vs_optuna", "target": TARGET, "median_ratio": ratio, "runs": rows}))

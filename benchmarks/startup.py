@@ -35,24 +35,58 @@ def main():
     for _ in range(max(3, args.repeats // 3)):
         with tempfile.TemporaryDirectory() as runs:
             launched = time.time()
-            subprocess.run([exe, "search", str(HERE.parent / "configs" / "quickstart.yaml"), "--runs", runs, "--trials", "1", "-q"],
-                           check=True, capture_output=True)
+            subprocess.run(
+                [
+                    exe,
+                    "search",
+                    str(HERE.parent / "configs" / "quickstart.yaml"),
+                    "--runs",
+                    runs,
+                    "--trials",
+                    "1",
+                    "-q",
+                ],
+                check=True,
+                capture_output=True,
+            )
             storage = JournalStorage(JournalFileBackend(str(Path(runs) / "quickstart" / "optuna.journal")))
             first = optuna.load_study(study_name="quickstart", storage=storage).trials[0]
             latencies.append(first.datetime_start.timestamp() - launched)
     reports = []
     with tempfile.TemporaryDirectory() as runs:
-        subprocess.run([exe, "search", str(HERE.parent / "configs" / "quickstart.yaml"), "--runs", runs, "--set", "train.epochs=2", "-q"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [
+                exe,
+                "search",
+                str(HERE.parent / "configs" / "quickstart.yaml"),
+                "--runs",
+                runs,
+                "--set",
+                "train.epochs=2",
+                "-q",
+            ],
+            check=True,
+            capture_output=True,
+        )
         for _ in range(max(3, args.repeats // 2)):
             started = time.perf_counter()
             subprocess.run([exe, "report", "quickstart", "--runs", runs], check=True, capture_output=True)
             reports.append(time.perf_counter() - started)
-    print(f"tunekit --help: {1000 * statistics.median(helps):.0f} ms (median of {len(helps)}); "
-          f"first trial starts {statistics.median(latencies):.2f} s after launch (median of {len(latencies)}); "
-          f"tunekit report (20 trials): {statistics.median(reports):.2f} s (median of {len(reports)})")
-    print(json.dumps({"benchmark": "startup", "help_s": statistics.median(helps), "first_trial_s": statistics.median(latencies),
-                      "report_s": statistics.median(reports)}))
+    print(
+        f"tunekit --help: {1000 * statistics.median(helps):.0f} ms (median of {len(helps)}); "
+        f"first trial starts {statistics.median(latencies):.2f} s after launch (median of {len(latencies)}); "
+        f"tunekit report (20 trials): {statistics.median(reports):.2f} s (median of {len(reports)})"
+    )
+    print(
+        json.dumps(
+            {
+                "benchmark": "startup",
+                "help_s": statistics.median(helps),
+                "first_trial_s": statistics.median(latencies),
+                "report_s": statistics.median(reports),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -19,9 +19,9 @@ import time
 
 import torch
 
-from tunekit.train.build import build_run, check_buildable
 from tunekit.config.load import validate_document
 from tunekit.config.yaml_io import parse_yaml
+from tunekit.train.build import build_run, check_buildable
 from tunekit.train.trainer import Diagnostics, fit
 
 CONFIG = """
@@ -73,8 +73,13 @@ def measure(batch: str, epochs: int, repeats: int, device: str) -> dict:
             tk_times.append(tk)
             ratios.append(hand / tk)  # throughput ratio = inverse time ratio
     rows = len(run.split.X_train) * epochs
-    return {"batch": batch, "ratio": statistics.median(ratios), "hand_samples_s": rows / statistics.median(hand_times),
-            "tunekit_samples_s": rows / statistics.median(tk_times), "repeats": repeats}
+    return {
+        "batch": batch,
+        "ratio": statistics.median(ratios),
+        "hand_samples_s": rows / statistics.median(hand_times),
+        "tunekit_samples_s": rows / statistics.median(tk_times),
+        "repeats": repeats,
+    }
 
 
 def main() -> None:
@@ -85,9 +90,20 @@ def main() -> None:
     args = parser.parse_args()
     results = [measure(b, args.epochs, args.repeats, args.device) for b in ("128", "512", "full")]
     for r in results:
-        print(f"batch {r['batch']:>4}: tunekit/hand throughput = {r['ratio']:.3f}  "
-              f"({r['tunekit_samples_s']:,.0f} vs {r['hand_samples_s']:,.0f} samples/s, median of {r['repeats']})")
-    print(json.dumps({"benchmark": "trainer_throughput", "device": args.device, "threads": torch.get_num_threads(), "results": results}))
+        print(
+            f"batch {r['batch']:>4}: tunekit/hand throughput = {r['ratio']:.3f}  "
+            f"({r['tunekit_samples_s']:,.0f} vs {r['hand_samples_s']:,.0f} samples/s, median of {r['repeats']})"
+        )
+    print(
+        json.dumps(
+            {
+                "benchmark": "trainer_throughput",
+                "device": args.device,
+                "threads": torch.get_num_threads(),
+                "results": results,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -39,8 +39,11 @@ def trials_per_minute(workers: int) -> tuple[float, float]:
         config = Path(tmp) / "c.yaml"
         config.write_text(CONFIG)
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "tunekit", "search", str(config), "--runs", tmp, "--workers", str(workers), "-q"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "tunekit", "search", str(config), "--runs", tmp, "--workers", str(workers), "-q"],
+            check=True,
+            capture_output=True,
+        )
         wall = time.perf_counter() - started
         storage = JournalStorage(JournalFileBackend(str(Path(tmp) / "workers" / "optuna.journal")))
         trials = optuna.load_study(study_name="workers", storage=storage).trials
@@ -62,9 +65,22 @@ def main():
     wall = statistics.median(b[1] / a[1] for a, b in zip(one, two))
     import os
 
-    print(f"steady state: --workers 1 {statistics.median(t[0] for t in one):.1f}, --workers 2 {statistics.median(t[0] for t in two):.1f} trials/min, ratio {steady:.2f}; "
-          f"wall clock incl. start-up: ratio {wall:.2f} ({TRIALS} trials, {os.cpu_count()} cores)")
-    print(json.dumps({"benchmark": "workers", "cores": os.cpu_count(), "one": one, "two": two, "steady_ratio": steady, "wall_ratio": wall}))
+    print(
+        f"steady state: --workers 1 {statistics.median(t[0] for t in one):.1f}, --workers 2 {statistics.median(t[0] for t in two):.1f} trials/min, ratio {steady:.2f}; "
+        f"wall clock incl. start-up: ratio {wall:.2f} ({TRIALS} trials, {os.cpu_count()} cores)"
+    )
+    print(
+        json.dumps(
+            {
+                "benchmark": "workers",
+                "cores": os.cpu_count(),
+                "one": one,
+                "two": two,
+                "steady_ratio": steady,
+                "wall_ratio": wall,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -11,8 +11,9 @@ import functools
 import os
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -77,8 +78,10 @@ def _guarded(fn: Callable) -> Callable:
                     raise
                 _err(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
                 raise typer.Exit(1) from None
-            _err(f"error: disk full{f' writing {exc.filename}' if exc.filename else ''}; files written so far are intact "
-                 "(hint: free space, then rerun the same command; `--repair` mends a torn journal)")
+            _err(
+                f"error: disk full{f' writing {exc.filename}' if exc.filename else ''}; files written so far are intact "
+                "(hint: free space, then rerun the same command; `--repair` mends a torn journal)"
+            )
             raise typer.Exit(5) from None
         except typer.Exit:
             raise
@@ -101,11 +104,22 @@ def main_options(
 
 
 ConfigArg = Annotated[str, typer.Argument(help="Config YAML file, or - to read it from stdin.", show_default=False)]
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override one value: KEY=VALUE (YAML), e.g. optimizer.lr=3e-4. Repeatable.")]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override one value: KEY=VALUE (YAML), e.g. optimizer.lr=3e-4. Repeatable."),
+]
 RunsOpt = Annotated[Path, typer.Option("--runs", help="Folder that holds the studies.")]
-StudyOpt = Annotated[Optional[str], typer.Option("--study", help="Study name (default: the config's name, else the file stem).")]
+StudyOpt = Annotated[
+    str | None, typer.Option("--study", help="Study name (default: the config's name, else the file stem).")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout.")]
-PluginOpt = Annotated[Optional[list[str]], typer.Option("--allow-plugin", help="Allow data/model plugins (pkg.module:fn) from this package; importing runs its code. Repeatable.")]
+PluginOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow-plugin",
+        help="Allow data/model plugins (pkg.module:fn) from this package; importing runs its code. Repeatable.",
+    ),
+]
 
 
 def _parse_timeout(text: str | None) -> float | None:
@@ -137,7 +151,9 @@ def _parse_devices(text: str | None) -> list[str] | None:
     if not devices or bad:
         from tunekit.errors import UsageError
 
-        raise UsageError(f"--devices '{text}' is not a device list", "e.g. --devices cpu, --devices cuda:0,cuda:1, --devices auto")
+        raise UsageError(
+            f"--devices '{text}' is not a device list", "e.g. --devices cpu, --devices cuda:0,cuda:1, --devices auto"
+        )
     from tunekit.train.build import resolve_device
 
     for d in devices:
@@ -156,17 +172,38 @@ def _print_json(data) -> None:
 @_guarded
 def search(
     config: ConfigArg,
-    trials: Annotated[Optional[int], typer.Option("--trials", min=1, help="Total trials for the study (across restarts).")] = None,
-    timeout: Annotated[Optional[str], typer.Option("--timeout", help="Stop starting trials after this long, e.g. 30m.")] = None,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes sharing the study on this machine.")] = 1,
-    devices: Annotated[Optional[str], typer.Option("--devices", help="cpu, cuda:0,cuda:1 (one per worker, round-robin) or auto (all visible GPUs, else cpu).")] = None,
+    trials: Annotated[
+        int | None, typer.Option("--trials", min=1, help="Total trials for the study (across restarts).")
+    ] = None,
+    timeout: Annotated[
+        str | None, typer.Option("--timeout", help="Stop starting trials after this long, e.g. 30m.")
+    ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Worker processes sharing the study on this machine.")
+    ] = 1,
+    devices: Annotated[
+        str | None,
+        typer.Option(
+            "--devices", help="cpu, cuda:0,cuda:1 (one per worker, round-robin) or auto (all visible GPUs, else cpu)."
+        ),
+    ] = None,
     study: StudyOpt = None,
     runs: RunsOpt = Path("runs"),
-    storage: Annotated[Optional[str], typer.Option("--storage", help="Database URL instead of runs/<study>/optuna.journal.")] = None,
+    storage: Annotated[
+        str | None, typer.Option("--storage", help="Database URL instead of runs/<study>/optuna.journal.")
+    ] = None,
     set_: SetOpt = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Archive the existing study and start anew.")] = False,
-    repair: Annotated[bool, typer.Option("--repair", help="Back up and repair a journal with a torn last line.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate, show the space and a sampled trial, run one batch forward/backward; write nothing.")] = False,
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Back up and repair a journal with a torn last line.")
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Validate, show the space and a sampled trial, run one batch forward/backward; write nothing.",
+        ),
+    ] = False,
     json_: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress lines.")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Also a line per epoch of every trial.")] = False,
@@ -197,11 +234,22 @@ def search(
         else:
             _render_preflight(config, info)
         return
-    opts = SearchOptions(runs=runs, study=study, trials=trials, timeout_s=_parse_timeout(timeout), storage=storage,
-                         device=device_list[0] if device_list else None, devices=device_list, workers=workers,
-                         fresh=fresh, repair=repair, quiet=quiet, verbose=verbose and not quiet,
-                         config_name=None if config == "-" else Path(config).stem,
-                         log=(lambda line: None) if quiet else _err)
+    opts = SearchOptions(
+        runs=runs,
+        study=study,
+        trials=trials,
+        timeout_s=_parse_timeout(timeout),
+        storage=storage,
+        device=device_list[0] if device_list else None,
+        devices=device_list,
+        workers=workers,
+        fresh=fresh,
+        repair=repair,
+        quiet=quiet,
+        verbose=verbose and not quiet,
+        config_name=None if config == "-" else Path(config).stem,
+        log=(lambda line: None) if quiet else _err,
+    )
     name = study_name_for(cfg, opts)
     resume = ["tunekit", "search", config, "--study", name, "--runs", str(runs)]
     if trials:
@@ -220,14 +268,31 @@ def search(
 @app.command()
 @_guarded
 def train(
-    config: Annotated[Optional[str], typer.Argument(help="A config to train (its base values), or omit with --best.", show_default=False)] = None,
-    best: Annotated[bool, typer.Option("--best", help="Train the best trial of --study (default: the most recent study).")] = False,
-    study: Annotated[Optional[str], typer.Option("--study", help="Study whose best trial to train.")] = None,
+    config: Annotated[
+        str | None,
+        typer.Argument(help="A config to train (its base values), or omit with --best.", show_default=False),
+    ] = None,
+    best: Annotated[
+        bool, typer.Option("--best", help="Train the best trial of --study (default: the most recent study).")
+    ] = False,
+    study: Annotated[str | None, typer.Option("--study", help="Study whose best trial to train.")] = None,
     runs: RunsOpt = Path("runs"),
-    storage: Annotated[Optional[str], typer.Option("--storage", help="Database URL the study lives in.")] = None,
-    seeds: Annotated[int, typer.Option("--seeds", min=1, help="Train K times with different seeds; report mean ± std of each test metric.")] = 1,
-    pick: Annotated[Optional[int], typer.Option("--pick", min=0, help="With --best: train this completed trial instead (e.g. another Pareto-front member).")] = None,
-    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="Train this many epochs instead of train.epochs.")] = None,
+    storage: Annotated[str | None, typer.Option("--storage", help="Database URL the study lives in.")] = None,
+    seeds: Annotated[
+        int,
+        typer.Option(
+            "--seeds", min=1, help="Train K times with different seeds; report mean ± std of each test metric."
+        ),
+    ] = 1,
+    pick: Annotated[
+        int | None,
+        typer.Option(
+            "--pick", min=0, help="With --best: train this completed trial instead (e.g. another Pareto-front member)."
+        ),
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", min=1, help="Train this many epochs instead of train.epochs.")
+    ] = None,
     set_: SetOpt = None,
     json_: JsonOpt = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="One line per epoch on stderr.")] = False,
@@ -240,12 +305,11 @@ def train(
     Example: tunekit train --best --study quickstart --epochs 40
     """
     from tunekit.config.load import load_config, parse_overrides
-    from tunekit.errors import UsageError
-    from tunekit.study.retrain import best_config, train_seeds
-    from tunekit.runs import StudyDir, most_recent_study
-    from tunekit.study.trial import trial_seed
-
     from tunekit.config.sections import allow_plugins
+    from tunekit.errors import UsageError
+    from tunekit.runs import StudyDir, most_recent_study
+    from tunekit.study.retrain import best_config, train_seeds
+    from tunekit.study.trial import trial_seed
 
     allow_plugins(allow_plugin)
     log = _err if verbose else (lambda line: None)
@@ -260,8 +324,15 @@ def train(
 
             cfg = validate_document(Document(cfg.raw, {}, cfg.source), parse_overrides(set_))
         _err(f"training {'trial' if pick is not None else 'the best trial'} #{number} of study '{study_dir.name}'")
-        result = train_seeds(cfg, study_dir.best_dir, first_seed=trial_seed(cfg.seed, number), seeds=seeds, epochs=epochs, log=log,
-                             first_shuffle_seed=shuffle_seed)
+        result = train_seeds(
+            cfg,
+            study_dir.best_dir,
+            first_seed=trial_seed(cfg.seed, number),
+            seeds=seeds,
+            epochs=epochs,
+            log=log,
+            first_shuffle_seed=shuffle_seed,
+        )
     else:
         cfg = load_config(config, set_)
         name = cfg.name or (Path(config).stem if config != "-" else "config")
@@ -278,12 +349,17 @@ def train(
 @app.command()
 @_guarded
 def report(
-    study: Annotated[Optional[str], typer.Argument(help="Study name (default: the most recent under --runs).", show_default=False)] = None,
+    study: Annotated[
+        str | None, typer.Argument(help="Study name (default: the most recent under --runs).", show_default=False)
+    ] = None,
     runs: RunsOpt = Path("runs"),
-    storage: Annotated[Optional[str], typer.Option("--storage", help="Database URL the study lives in.")] = None,
+    storage: Annotated[str | None, typer.Option("--storage", help="Database URL the study lives in.")] = None,
     format_: Annotated[str, typer.Option("--format", help="table, json, csv or markdown.")] = "table",
     top: Annotated[int, typer.Option("--top", min=1, help="How many of the best trials to list.")] = 10,
-    html_file: Annotated[Optional[Path], typer.Option("--html", help="Also write a self-contained HTML page with plots (needs tunekit[plots]).")] = None,
+    html_file: Annotated[
+        Path | None,
+        typer.Option("--html", help="Also write a self-contained HTML page with plots (needs tunekit[plots])."),
+    ] = None,
 ) -> None:
     """Show what a study learned: best trial, top trials, failures and parameter importance.
 
@@ -291,15 +367,17 @@ def report(
     """
     from tunekit.errors import UsageError
     from tunekit.report.formats import report_csv, report_json, report_markdown, report_table
+    from tunekit.report.summary import summarize
     from tunekit.runs import StudyDir, most_recent_study
     from tunekit.study.storage import describe_storage, load_study
-    from tunekit.report.summary import summarize
 
     formats = ("table", "json", "csv", "markdown")
     if format_ not in formats:
         from tunekit.registry import did_you_mean
 
-        raise UsageError(f"unknown --format '{format_}'", did_you_mean(format_, formats) or f"choose one of: {', '.join(formats)}")
+        raise UsageError(
+            f"unknown --format '{format_}'", did_you_mean(format_, formats) or f"choose one of: {', '.join(formats)}"
+        )
     study_dir = StudyDir(runs, study or most_recent_study(runs))
     loaded = load_study(study_dir, storage)
     summary = summarize(loaded, describe_storage(study_dir, storage))
@@ -344,7 +422,11 @@ def _render_preflight(config: str, info: dict) -> None:
     from tunekit.config.yaml_io import dump_yaml
 
     out = _console()
-    goal = ", ".join(f"{o['direction']} {o['metric']}" for o in info["objectives"]) if info.get("objectives") else f"{info['direction']} {info['metric']}"
+    goal = (
+        ", ".join(f"{o['direction']} {o['metric']}" for o in info["objectives"])
+        if info.get("objectives")
+        else f"{info['direction']} {info['metric']}"
+    )
     out.print(f"{config}: valid; {goal}; model has {info['params']:,} parameters")
     for p in info["space"]:
         out.print(f"  {p['key']:<28} {p['type']:<12} {p['range']}")
@@ -354,7 +436,9 @@ def _render_preflight(config: str, info: dict) -> None:
         out.print("  " + dump_yaml(info["sample"]).rstrip().replace("\n", "\n  "), markup=False)
     if "dry_run" in info:
         d = info["dry_run"]
-        out.print(f"dry run: one step on a batch of {d['batch']} on {d['device']}: loss {d['loss']:.4f} in {d['seconds'] * 1000:.1f} ms; nothing written")
+        out.print(
+            f"dry run: one step on a batch of {d['batch']} on {d['device']}: loss {d['loss']:.4f} in {d['seconds'] * 1000:.1f} ms; nothing written"
+        )
 
 
 @app.command("list")
@@ -369,19 +453,26 @@ def list_(
     """
     from rich.table import Table
 
-    from tunekit.runs import StudyDir, list_studies
-    from tunekit.study.storage import describe_storage, load_study
     from tunekit.report.summary import summarize
-
+    from tunekit.runs import StudyDir, list_studies
     from tunekit.study.liveness import live_workers
+    from tunekit.study.storage import describe_storage, load_study
 
     rows = []
     for path in list_studies(runs):
         d = StudyDir(runs, path.name)
         study = load_study(d)
         s = summarize(study, describe_storage(d, None))
-        rows.append({"study": s["study"], "n_trials": s["n_trials"], "states": s["states"], "metric": s["metric"],
-                     "best": s["best"]["value"] if s["best"] else None, "running_workers": live_workers(study)})
+        rows.append(
+            {
+                "study": s["study"],
+                "n_trials": s["n_trials"],
+                "states": s["states"],
+                "metric": s["metric"],
+                "best": s["best"]["value"] if s["best"] else None,
+                "running_workers": live_workers(study),
+            }
+        )
     if json_:
         _print_json(rows)
         return
@@ -391,7 +482,15 @@ def list_(
     for r in rows:
         best = "-" if r["best"] is None else (f"{r['best']:.4f}" if isinstance(r["best"], float) else str(r["best"]))
         running = f"{len(r['running_workers'])} worker(s)" if r["running_workers"] else "-"
-        table.add_row(r["study"], str(r["n_trials"]), str(r["states"]["COMPLETE"]), str(r["states"]["FAIL"]), str(r["metric"]), best, running)
+        table.add_row(
+            r["study"],
+            str(r["n_trials"]),
+            str(r["states"]["COMPLETE"]),
+            str(r["states"]["FAIL"]),
+            str(r["metric"]),
+            best,
+            running,
+        )
     _console().print(table)
 
 
@@ -413,11 +512,11 @@ def lr_find(
 
     Example: tunekit lr-find configs/quickstart.yaml --set optimizer.name=sgd
     """
-    from tunekit.train.build import build_run, check_buildable, resolve_device
     from tunekit.config.load import load_config
     from tunekit.errors import UsageError
-    from tunekit.train.lr_find import lr_range_test
     from tunekit.runs import StudyDir, write_text
+    from tunekit.train.build import build_run, check_buildable, resolve_device
+    from tunekit.train.lr_find import lr_range_test
 
     if not 0 < lr_min < lr_max:
         raise UsageError(f"--min {lr_min} and --max {lr_max}: need 0 < min < max", "e.g. --min 1e-6 --max 1")
@@ -430,12 +529,22 @@ def lr_find(
         raise UsageError(f"lr-find: {exc}") from None
     name = cfg.name or (Path(config).stem if config != "-" else "config")
     csv_path = StudyDir(runs, name).path / "lr_find.csv"
-    write_text(csv_path, "lr,loss,smoothed_loss\n" + "".join(f"{a:.6g},{b:.6g},{c:.6g}\n" for a, b, c in zip(curve.lrs, curve.losses, curve.smoothed)))
+    write_text(
+        csv_path,
+        "lr,loss,smoothed_loss\n"
+        + "".join(f"{a:.6g},{b:.6g},{c:.6g}\n" for a, b, c in zip(curve.lrs, curve.losses, curve.smoothed)),
+    )
     from tunekit.train.lr_find import write_png
 
     png_path = csv_path.with_suffix(".png")
-    result = {"suggested_lr": suggested, "search_range": [low, high], "diverged_at": curve.diverged_at,
-              "steps": len(curve.lrs), "csv": str(csv_path), "png": str(png_path) if write_png(curve, suggested, png_path) else None}
+    result = {
+        "suggested_lr": suggested,
+        "search_range": [low, high],
+        "diverged_at": curve.diverged_at,
+        "steps": len(curve.lrs),
+        "csv": str(csv_path),
+        "png": str(png_path) if write_png(curve, suggested, png_path) else None,
+    }
     if json_:
         _print_json(result)
         return
@@ -445,17 +554,23 @@ def lr_find(
     # Plot up to the starting loss: the final blow-up would flatten everything else.
     shown = [(lr, y) for lr, y in zip(curve.lrs, curve.smoothed) if y <= 1.2 * curve.smoothed[0]]
     out.print(text_plot([x for x, _ in shown], [y for _, y in shown], mark=suggested), markup=False)
-    out.print(f"suggested lr: {suggested:.3g} (a tenth of where the smoothed loss bottoms out)"
-              + (f"; the loss diverged at {curve.diverged_at:.3g}" if curve.diverged_at else ""))
+    out.print(
+        f"suggested lr: {suggested:.3g} (a tenth of where the smoothed loss bottoms out)"
+        + (f"; the loss diverged at {curve.diverged_at:.3g}" if curve.diverged_at else "")
+    )
     out.print(f"search range: optimizer.lr: {{low: {low:.2g}, high: {high:.2g}, log: true}}")
-    out.print(f"curve: {csv_path}" + (f" and {png_path}" if result["png"] else " (pip install 'tunekit[plots]' for a PNG)"))
+    out.print(
+        f"curve: {csv_path}" + (f" and {png_path}" if result["png"] else " (pip install 'tunekit[plots]' for a PNG)")
+    )
 
 
 def _templates() -> dict[str, str]:
     from importlib.resources import files
 
     folder = files("tunekit") / "templates"
-    return {p.name[: -len(".yaml")]: p.read_text(encoding="utf-8") for p in folder.iterdir() if p.name.endswith(".yaml")}
+    return {
+        p.name[: -len(".yaml")]: p.read_text(encoding="utf-8") for p in folder.iterdir() if p.name.endswith(".yaml")
+    }
 
 
 SCHEMA_FILE = "tunekit.schema.json"
@@ -464,8 +579,13 @@ SCHEMA_FILE = "tunekit.schema.json"
 @app.command()
 @_guarded
 def init(
-    template: Annotated[str, typer.Argument(help="quickstart, cnn, deep, finetune, init, optimizers, regression or schedules.")] = "quickstart",
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write here (and tunekit.schema.json beside it) instead of stdout.")] = None,
+    template: Annotated[
+        str, typer.Argument(help="quickstart, cnn, deep, finetune, init, optimizers, regression or schedules.")
+    ] = "quickstart",
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="Write here (and tunekit.schema.json beside it) instead of stdout."),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a commented starter config, with a modeline that gives editors completion.
@@ -477,7 +597,10 @@ def init(
 
     templates = _templates()
     if template not in templates:
-        raise UsageError(f"unknown template '{template}'", did_you_mean(template, list(templates)) or f"choose one of: {', '.join(sorted(templates))}")
+        raise UsageError(
+            f"unknown template '{template}'",
+            did_you_mean(template, list(templates)) or f"choose one of: {', '.join(sorted(templates))}",
+        )
     text = f"# yaml-language-server: $schema={SCHEMA_FILE}\n" + templates[template]
     if output is None:
         sys.stdout.write(text)

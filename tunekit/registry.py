@@ -7,7 +7,8 @@ An unknown name raises `UnknownName` with a did-you-mean built from the register
 from __future__ import annotations
 
 import difflib
-from typing import Callable, Generic, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 

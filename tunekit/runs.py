@@ -11,10 +11,12 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tunekit.errors import StateError, UsageError
+
 
 def _current_umask() -> int:
     mask = os.umask(0)
@@ -54,8 +56,10 @@ class StudyDir:
         """Refuse a path that a symbolic link inside the study folder would lead out of it."""
         if path.exists() or path.parent.exists():
             if not path.resolve().is_relative_to(self.path.resolve()):
-                raise StateError(f"{path} leads out of {self.path} through a symbolic link; tunekit does not write there",
-                                 "replace the link with a real folder")
+                raise StateError(
+                    f"{path} leads out of {self.path} through a symbolic link; tunekit does not write there",
+                    "replace the link with a real folder",
+                )
         return path
 
     config = property(lambda self: self._inside(self.path / "config.yaml"))
@@ -85,7 +89,9 @@ def write_atomic(path: Path, write: Callable[[Any], None], binary: bool = False)
         with _suppress():
             os.unlink(tmp)
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-            raise StateError(f"disk full while writing {path}; the previous version is intact", "free some space and rerun") from None
+            raise StateError(
+                f"disk full while writing {path}; the previous version is intact", "free some space and rerun"
+            ) from None
         raise
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from tunekit.components.data import DATASETS, RawData, load_split, prepare, split_indices
 from tests.conftest import REPO
+from tunekit.components.data import DATASETS, RawData, load_split, prepare, split_indices
 from tunekit.errors import DataError
 
 
@@ -32,19 +32,24 @@ def test_a_study_on_bundled_data_never_imports_scikit_learn():
     import subprocess
     import sys
 
-    code = ("import sys\nfrom tunekit.config.load import load_config\nfrom tunekit.train.build import check_buildable\n"
-            "check_buildable(load_config('configs/quickstart.yaml'))\nprint(sorted(m for m in ('sklearn', 'scipy') if m in sys.modules))")
+    code = (
+        "import sys\nfrom tunekit.config.load import load_config\nfrom tunekit.train.build import check_buildable\n"
+        "check_buildable(load_config('configs/quickstart.yaml'))\nprint(sorted(m for m in ('sklearn', 'scipy') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO).stdout
     assert out.strip() == "[]"
 
 
-@pytest.mark.parametrize("counts, n_hold, held", [
-    ([50, 30, 5], 17, [10, 6, 1]),  # proportional shares, rounded by largest remainder
-    ([100, 1000], 220, [20, 200]),
-    ([2, 2, 2], 3, [1, 1, 1]),  # every class keeps a row on each side
-    ([5, 5], 9, None),  # a side would lose a class: plain shuffle
-    ([1, 10], 3, None),  # a class of one row cannot be stratified
-])
+@pytest.mark.parametrize(
+    "counts, n_hold, held",
+    [
+        ([50, 30, 5], 17, [10, 6, 1]),  # proportional shares, rounded by largest remainder
+        ([100, 1000], 220, [20, 200]),
+        ([2, 2, 2], 3, [1, 1, 1]),  # every class keeps a row on each side
+        ([5, 5], 9, None),  # a side would lose a class: plain shuffle
+        ([1, 10], 3, None),  # a class of one row cannot be stratified
+    ],
+)
 def test_split_indices_stratifies_where_it_can(counts, n_hold, held):
     y = np.repeat(np.arange(len(counts)), counts)
     keep, hold = split_indices(y, n_hold, seed=3, stratify=True)
@@ -75,7 +80,9 @@ def test_digits_as_images():
     assert split.X_train.shape[1:] == (1, 8, 8)
 
 
-@pytest.mark.parametrize("name", ["moons", "circles", "blobs", "classification", "regression", "iris", "wine", "breast_cancer"])
+@pytest.mark.parametrize(
+    "name", ["moons", "circles", "blobs", "classification", "regression", "iris", "wine", "breast_cancer"]
+)
 def test_every_builtin_dataset_loads(name):
     split = load_split(name, {}, 0.2, 0.2, True, seed=0)
     assert len(split.X_train) > len(split.X_val) > 0
@@ -111,7 +118,13 @@ def test_bad_csv_files(tmp_path, content, args, fragment):
 def test_npz_with_its_own_test_split(tmp_path):
     rng = np.random.default_rng(0)
     path = tmp_path / "d.npz"
-    np.savez(path, X=rng.normal(size=(50, 3)), y=rng.integers(0, 2, 50), Xt=rng.normal(size=(10, 3)), yt=rng.integers(0, 2, 10))
+    np.savez(
+        path,
+        X=rng.normal(size=(50, 3)),
+        y=rng.integers(0, 2, 50),
+        Xt=rng.normal(size=(10, 3)),
+        yt=rng.integers(0, 2, 10),
+    )
     split = load_split("npz", {"path": str(path), "X_test": "Xt", "y_test": "yt"}, 0.2, 0.2, True, seed=0)
     assert len(split.X_test) == 10 and len(split.X_train) == 40
 

@@ -3,19 +3,23 @@
 import pytest
 import torch
 
-from tunekit.train.build import build_run, resolve
-from tunekit.config.load import validate_document
-from tunekit.config.yaml_io import parse_yaml
 from tunekit.components.data import load_split
 from tunekit.components.initializers import WEIGHT_INITS, apply_init, expected_std
 from tunekit.components.models import MODELS
+from tunekit.config.load import validate_document
+from tunekit.config.yaml_io import parse_yaml
+from tunekit.train.build import build_run, resolve
 from tunekit.train.trainer import Diagnostics, fit
 
 
 def test_zero_init_never_breaks_symmetry():
-    config = validate_document(parse_yaml("data: {name: iris}\nmodel: {name: mlp, hidden: [6], activation: tanh}\n"
-                                          "init: {weight: constant, value: 0.1, bias: zeros}\noptimizer: {name: sgd, lr: 0.1}\n"
-                                          "train: {epochs: 5, batch_size: 16}\n"))
+    config = validate_document(
+        parse_yaml(
+            "data: {name: iris}\nmodel: {name: mlp, hidden: [6], activation: tanh}\n"
+            "init: {weight: constant, value: 0.1, bias: zeros}\noptimizer: {name: sgd, lr: 0.1}\n"
+            "train: {epochs: 5, batch_size: 16}\n"
+        )
+    )
     config = resolve(config, load_split("iris", {}, 0.2, 0.2, True, 0))
     run = build_run(config, torch.device("cpu"), seed=0)
     fit(run, seed=0, monitor="val_accuracy", direction="maximize", diagnostics=Diagnostics(enabled=False))
@@ -24,7 +28,10 @@ def test_zero_init_never_breaks_symmetry():
     assert torch.allclose(w, w[0].expand_as(w)) and not torch.allclose(w, torch.full_like(w, 0.1))
 
 
-@pytest.mark.parametrize("scheme, activation", [("xavier_uniform", "tanh"), ("xavier_normal", "tanh"), ("kaiming_normal", "relu"), ("kaiming_uniform", "relu")])
+@pytest.mark.parametrize(
+    "scheme, activation",
+    [("xavier_uniform", "tanh"), ("xavier_normal", "tanh"), ("kaiming_normal", "relu"), ("kaiming_uniform", "relu")],
+)
 def test_variance_matches_the_formula(scheme, activation):
     torch.manual_seed(0)
     model = MODELS.get("mlp")((400,), 10, hidden=[300], activation=activation)

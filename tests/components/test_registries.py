@@ -4,13 +4,13 @@ registries themselves, so a new entry is tested the moment it is added."""
 import pytest
 import torch
 
-from tunekit.train.build import build_run, check_buildable
-from tunekit.config.load import validate_document
-from tunekit.config.yaml_io import parse_yaml
 from tunekit.components.losses import LOSSES
 from tunekit.components.models import ACTIVATIONS, MODELS
 from tunekit.components.optimizers import OPTIMIZERS
 from tunekit.components.schedules import SCHEDULES
+from tunekit.config.load import validate_document
+from tunekit.config.yaml_io import parse_yaml
+from tunekit.train.build import build_run, check_buildable
 from tunekit.train.trainer import Diagnostics, fit
 
 
@@ -18,20 +18,30 @@ def one_step(text: str):
     config = check_buildable(validate_document(parse_yaml(text)))
     run = build_run(config, torch.device("cpu"), 0)
     before = [p.detach().clone() for p in run.model.parameters()]
-    result = fit(run, seed=0, monitor=config.study.metric, direction=config.study.direction, diagnostics=Diagnostics(enabled=False))
+    result = fit(
+        run,
+        seed=0,
+        monitor=config.study.metric,
+        direction=config.study.direction,
+        diagnostics=Diagnostics(enabled=False),
+    )
     changed = any(not torch.equal(a, b) for a, b in zip(before, run.model.parameters()))
     return result, changed
 
 
 @pytest.mark.parametrize("name", OPTIMIZERS.names())
 def test_optimizer(name):
-    _, changed = one_step(f"data: {{name: iris}}\nmodel: {{name: mlp, hidden: [8]}}\noptimizer: {{name: {name}}}\ntrain: {{epochs: 1}}\n")
+    _, changed = one_step(
+        f"data: {{name: iris}}\nmodel: {{name: mlp, hidden: [8]}}\noptimizer: {{name: {name}}}\ntrain: {{epochs: 1}}\n"
+    )
     assert changed
 
 
 @pytest.mark.parametrize("name", SCHEDULES.names())
 def test_schedule(name):
-    result, _ = one_step(f"data: {{name: iris}}\nmodel: {{name: linear}}\nschedule: {{name: {name}}}\ntrain: {{epochs: 2}}\n")
+    result, _ = one_step(
+        f"data: {{name: iris}}\nmodel: {{name: linear}}\nschedule: {{name: {name}}}\ntrain: {{epochs: 2}}\n"
+    )
     assert len(result.history) == 2
 
 
@@ -44,14 +54,18 @@ def test_model(name):
 
 @pytest.mark.parametrize("name", ACTIVATIONS.names())
 def test_activation(name):
-    _, changed = one_step(f"data: {{name: iris}}\nmodel: {{name: mlp, hidden: [8], activation: {name}, norm: layer, residual: true}}\ntrain: {{epochs: 1}}\n")
+    _, changed = one_step(
+        f"data: {{name: iris}}\nmodel: {{name: mlp, hidden: [8], activation: {name}, norm: layer, residual: true}}\ntrain: {{epochs: 1}}\n"
+    )
     assert changed
 
 
 @pytest.mark.parametrize("name", LOSSES.names())
 def test_loss(name):
     data = {"classification": "breast_cancer", "regression": "diabetes"}[LOSSES.get(name).task]
-    result, changed = one_step(f"data: {{name: {data}}}\nmodel: {{name: mlp, hidden: [8]}}\nloss: {{name: {name}}}\ntrain: {{epochs: 1}}\n")
+    result, changed = one_step(
+        f"data: {{name: {data}}}\nmodel: {{name: mlp, hidden: [8]}}\nloss: {{name: {name}}}\ntrain: {{epochs: 1}}\n"
+    )
     assert changed and result.history[0].metrics["train_loss"] > 0
 
 

@@ -8,7 +8,17 @@ import torch
 from tunekit.components.schedules import SCHEDULES, build_schedule
 
 
-def lrs(name, args=None, epochs=10, warmup_epochs=0, warmup_steps=0, interval="epoch", steps_per_epoch=1, base=1.0, losses=None):
+def lrs(
+    name,
+    args=None,
+    epochs=10,
+    warmup_epochs=0,
+    warmup_steps=0,
+    interval="epoch",
+    steps_per_epoch=1,
+    base=1.0,
+    losses=None,
+):
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=base)
     schedule = build_schedule(opt, name, args or {}, warmup_epochs, warmup_steps, interval, epochs, steps_per_epoch)
     out = []
@@ -33,7 +43,9 @@ def test_step():
 
 
 def test_multistep():
-    assert close(lrs("multistep", {"milestones": [2, 5], "gamma": 0.1}), [1, 1, 0.1, 0.1, 0.1, 0.01, 0.01, 0.01, 0.01, 0.01])
+    assert close(
+        lrs("multistep", {"milestones": [2, 5], "gamma": 0.1}), [1, 1, 0.1, 0.1, 0.1, 0.01, 0.01, 0.01, 0.01, 0.01]
+    )
 
 
 def test_exponential():

@@ -22,7 +22,9 @@ def test_init_writes_a_valid_config_with_a_modeline(cli, tmp_path, template):
     assert result.exit_code == 0, result.stderr
     text = out.read_text()
     assert text.startswith("# yaml-language-server: $schema=tunekit.schema.json\n")
-    assert load_config(str(out)).name == template  # validates (data and checkpoints are checked by test_shipped_configs)
+    assert (
+        load_config(str(out)).name == template
+    )  # validates (data and checkpoints are checked by test_shipped_configs)
     assert (tmp_path / "tunekit.schema.json").is_file()
 
 

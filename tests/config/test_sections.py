@@ -2,7 +2,8 @@
 
 import pytest
 
-from tunekit.config.load import apply_params, load_config, parse_overrides, validate_document
+from tunekit.config.load import load_config, parse_overrides, validate_document
+from tunekit.config.paths import apply_params
 from tunekit.config.sections import SECTIONS
 from tunekit.config.yaml_io import parse_yaml
 from tunekit.errors import ConfigError, UsageError
@@ -40,7 +41,10 @@ studdy: {}
 
 
 def test_plain_nan_is_a_string_in_yaml_1_2():
-    assert "optimizer.momentum: Input should be a valid number, got str 'nan'" in problems("data: {name: iris}\noptimizer: {name: sgd, momentum: nan}\n")[0]
+    assert (
+        "optimizer.momentum: Input should be a valid number, got str 'nan'"
+        in problems("data: {name: iris}\noptimizer: {name: sgd, momentum: nan}\n")[0]
+    )
 
 
 @pytest.mark.parametrize(
@@ -70,7 +74,9 @@ def test_bad_values_name_their_key(text, expected):
 def test_component_arguments_come_from_the_builder_signature():
     # sgd takes momentum, adam does not: the config accepts exactly what the code takes.
     validate_document(parse_yaml("data: {name: iris}\noptimizer: {name: sgd, momentum: 0.9, nesterov: true}\n"))
-    assert problems("data: {name: iris}\noptimizer: {name: adam, momentum: 0.9}\n")[0].startswith("c.yaml:2: optimizer.momentum: unknown key for optimizer 'adam'")
+    assert problems("data: {name: iris}\noptimizer: {name: adam, momentum: 0.9}\n")[0].startswith(
+        "c.yaml:2: optimizer.momentum: unknown key for optimizer 'adam'"
+    )
 
 
 @pytest.mark.parametrize("section", list(SECTIONS))
@@ -83,9 +89,14 @@ def test_every_section_rejects_unknown_keys(section):
 
 
 def test_set_overrides_are_parsed_as_yaml_and_validated():
-    config = validate_document(parse_yaml("data: {name: iris}\n"), parse_overrides(["optimizer.lr=3e-4", "model.hidden=[8, 8]"]))
+    config = validate_document(
+        parse_yaml("data: {name: iris}\n"), parse_overrides(["optimizer.lr=3e-4", "model.hidden=[8, 8]"])
+    )
     assert config.optimizer.args["lr"] == 3e-4 and config.model.args["hidden"] == [8, 8]
-    assert any("optimizer.lrr: unknown key" in line for line in problems("data: {name: iris}\n", parse_overrides(["optimizer.lrr=1"])))
+    assert any(
+        "optimizer.lrr: unknown key" in line
+        for line in problems("data: {name: iris}\n", parse_overrides(["optimizer.lrr=1"]))
+    )
 
 
 @pytest.mark.parametrize("bad", ["optimizer.lr", "=3", "a..b=1", "optimizer.lr=[1,"])

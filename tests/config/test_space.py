@@ -5,9 +5,9 @@ import pytest
 
 from tunekit.config.load import validate_document
 from tunekit.config.sections import check_sections
+from tunekit.config.space import SearchSpace
 from tunekit.config.yaml_io import parse_yaml
 from tunekit.errors import ConfigError
-from tunekit.config.space import SearchSpace
 
 BASE = "data: {name: iris}\nmodel: {name: mlp, hidden: [8]}\noptimizer: {name: adamw, lr: 1e-3}\n"
 
@@ -31,7 +31,12 @@ def test_kinds_follow_the_bounds():
         "  model.hidden: {choices: [[8], [16, 16]]}\n"
     )
     kinds = {p.key: p.kind for p in space}
-    assert kinds == {"optimizer.lr": "float", "train.epochs": "int", "model.dropout": "float", "model.hidden": "categorical"}
+    assert kinds == {
+        "optimizer.lr": "float",
+        "train.epochs": "int",
+        "model.dropout": "float",
+        "model.hidden": "categorical",
+    }
     assert space.get("train.epochs").size() == 5 and space.size() is None
 
 
@@ -49,7 +54,7 @@ def test_kinds_follow_the_bounds():
         ("optimizer.lr: [1, 2]", "must be {low: .., high: ..} or {choices: [...]}"),
         ("optimizer.lrr: {low: 0.1, high: 1}", "unknown key for optimizer 'adamw' (hint: did you mean 'lr'?)"),
         ("optimizer.lr: {low: -1.0, high: 1.0}", None),  # caught later by torch: see test_build
-        ("model.activation: {choices: [relu, rleu]}", "value \"rleu\" gives an invalid config"),
+        ("model.activation: {choices: [relu, rleu]}", 'value "rleu" gives an invalid config'),
         ("train.epochs: {low: 1.5, high: 3, type: int}", "type int needs integer low, high and step"),
         ("init.weight: {choices: [zeros], when: {optimizer.name: [sgd]}}", "when: must name another search entry"),
     ],
@@ -64,13 +69,19 @@ def test_bad_entries(entry, fragment):
 
 
 def test_condition_on_a_misspelled_entry_gets_a_hint():
-    lines = errors("  optimizer.name: {choices: [sgd, adam]}\n  init.weight: {choices: [zeros], when: {optimizer.nme: [sgd]}}\n")
-    assert lines == ["c.yaml:6: search.init.weight.when.optimizer.nme: when: must name another search entry (hint: did you mean 'optimizer.name'?)"]
+    lines = errors(
+        "  optimizer.name: {choices: [sgd, adam]}\n  init.weight: {choices: [zeros], when: {optimizer.nme: [sgd]}}\n"
+    )
+    assert lines == [
+        "c.yaml:6: search.init.weight.when.optimizer.nme: when: must name another search entry (hint: did you mean 'optimizer.name'?)"
+    ]
 
 
 def test_argument_valid_for_only_some_components_needs_a_when():
     lines = errors("  optimizer.name: {choices: [sgd, adam, rmsprop]}\n  optimizer.momentum: {low: 0.5, high: 0.99}\n")
-    assert lines == ["c.yaml:6: search.optimizer.momentum: not accepted when optimizer.name is adam (hint: add when: {optimizer.name: [sgd, rmsprop]})"]
+    assert lines == [
+        "c.yaml:6: search.optimizer.momentum: not accepted when optimizer.name is adam (hint: add when: {optimizer.name: [sgd, rmsprop]})"
+    ]
 
 
 def sampled(space: SearchSpace, n: int) -> list[dict]:
@@ -96,13 +107,15 @@ def test_conditional_entry_is_sampled_only_on_its_branch():
 
 
 def test_every_sampled_trial_config_is_valid():
-    config = validate_document(parse_yaml(
-        "data: {name: iris}\noptimizer: {name: sgd, lr: 0.1, momentum: 0.9}\nsearch:\n"
-        "  optimizer.name: {choices: [sgd, adam, rmsprop]}\n"
-        "  optimizer.momentum: {low: 0.0, high: 0.9, when: {optimizer.name: [sgd, rmsprop]}}\n"
-        "  model.hidden: {choices: [[4], [8, 8]]}\n"
-    ))
-    from tunekit.config.load import apply_params
+    config = validate_document(
+        parse_yaml(
+            "data: {name: iris}\noptimizer: {name: sgd, lr: 0.1, momentum: 0.9}\nsearch:\n"
+            "  optimizer.name: {choices: [sgd, adam, rmsprop]}\n"
+            "  optimizer.momentum: {low: 0.0, high: 0.9, when: {optimizer.name: [sgd, rmsprop]}}\n"
+            "  model.hidden: {choices: [[4], [8, 8]]}\n"
+        )
+    )
+    from tunekit.config.paths import apply_params
 
     space = SearchSpace.parse(config)[0]
     for values in sampled(space, 30):
@@ -113,7 +126,9 @@ def test_every_sampled_trial_config_is_valid():
 
 
 def test_baseline_reproduces_base_values_inside_the_space():
-    space = space_of("  optimizer.lr: {low: 1e-4, high: 1e-1, log: true}\n  model.hidden: {choices: [[8], [16]]}\n  model.dropout: {low: 0.2, high: 0.5}\n")
+    space = space_of(
+        "  optimizer.lr: {low: 1e-4, high: 1e-1, log: true}\n  model.hidden: {choices: [[8], [16]]}\n  model.dropout: {low: 0.2, high: 0.5}\n"
+    )
     config = validate_document(parse_yaml(BASE))
     base = space.baseline(config.raw)
     assert base == {"optimizer.lr": 1e-3, "model.hidden": "[8]"}  # dropout's base 0.0 lies outside [0.2, 0.5]

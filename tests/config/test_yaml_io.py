@@ -22,7 +22,10 @@ def test_yaml_1_1_booleans_stay_strings():
 
 
 def test_duplicate_key_names_both_lines():
-    assert error_text("optimizer:\n  lr: 1\n  lr: 2\n") == "c.yaml:3: optimizer.lr: duplicate key (first defined on line 2) (hint: keep one of them)"
+    assert (
+        error_text("optimizer:\n  lr: 1\n  lr: 2\n")
+        == "c.yaml:3: optimizer.lr: duplicate key (first defined on line 2) (hint: keep one of them)"
+    )
 
 
 def test_line_map_points_at_nested_keys():

@@ -23,7 +23,9 @@ def test_search_train_report(cli, write_config, runs):
     assert "[3/3] trial 2" in result.stderr  # progress goes to stderr, one line per trial
 
     study = runs / "tiny"
-    assert (study / "optuna.journal").is_file() and (study / "config.yaml").is_file() and (study / "best.yaml").is_file()
+    assert (
+        (study / "optuna.journal").is_file() and (study / "config.yaml").is_file() and (study / "best.yaml").is_file()
+    )
     for n in range(3):
         trial = study / "trials" / f"{n:05d}"
         lines = (trial / "metrics.jsonl").read_text().splitlines()
@@ -34,7 +36,9 @@ def test_search_train_report(cli, write_config, runs):
     # the journal is plain Optuna: readable without tunekit
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-    loaded = optuna.load_study(study_name="tiny", storage=JournalStorage(JournalFileBackend(str(study / "optuna.journal"))))
+    loaded = optuna.load_study(
+        study_name="tiny", storage=JournalStorage(JournalFileBackend(str(study / "optuna.journal")))
+    )
     assert len(loaded.trials) == 3
 
     result = cli("train", "--best", "--runs", runs, "--json")
@@ -79,7 +83,7 @@ def test_changed_space_is_refused_with_the_difference(cli, write_config, runs):
     changed = write_config(TINY.replace("high: 1e-1, log: true", "high: 0.5, log: true"))
     result = cli("search", changed, "--runs", runs)
     assert result.exit_code == 5
-    assert "search space differs" in result.stderr and '~ optimizer.lr.high: 0.1 -> 0.5' in result.stderr
+    assert "search space differs" in result.stderr and "~ optimizer.lr.high: 0.1 -> 0.5" in result.stderr
     fresh = cli("search", changed, "--runs", runs, "--trials", "1", "--fresh", "--json")
     assert fresh.exit_code == 0 and json.loads(fresh.stdout)["n_trials"] == 1
     archived = list((runs / "tiny" / "archive").glob("*/optuna.journal"))
@@ -106,8 +110,16 @@ def test_torn_journal_is_detected_and_repaired(cli, write_config, runs):
 
 
 def test_failed_trials_do_not_stop_the_study(cli, write_config, runs):
-    text = TINY.replace("low: 1e-3, high: 1e-1", "low: 1e-3, high: 1e9").replace("optimizer: {name: adam, lr: 0.01}", "optimizer: {name: sgd, lr: 0.01}")
-    text = text.replace("trials: 3", "trials: 6").replace("epochs: 3", "epochs: 4").replace("model: {name: mlp, hidden: [16]}", "model: {name: mlp, hidden: [16, 16]}\ninit: {weight: normal, std: 1.0}")
+    text = TINY.replace("low: 1e-3, high: 1e-1", "low: 1e-3, high: 1e9").replace(
+        "optimizer: {name: adam, lr: 0.01}", "optimizer: {name: sgd, lr: 0.01}"
+    )
+    text = (
+        text.replace("trials: 3", "trials: 6")
+        .replace("epochs: 3", "epochs: 4")
+        .replace(
+            "model: {name: mlp, hidden: [16]}", "model: {name: mlp, hidden: [16, 16]}\ninit: {weight: normal, std: 1.0}"
+        )
+    )
     result = cli("search", write_config(text), "--runs", runs, "--json")
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
@@ -116,13 +128,19 @@ def test_failed_trials_do_not_stop_the_study(cli, write_config, runs):
     failed = [t for t in summary["trials"] if t["state"] == "FAIL"]
     assert all(t["reason"] for t in failed)
     # The trial's metrics end with the epoch that went wrong and why.
-    last = json.loads((runs / "tiny" / "trials" / f"{failed[0]['number']:05d}" / "metrics.jsonl").read_text().splitlines()[-1])
+    last = json.loads(
+        (runs / "tiny" / "trials" / f"{failed[0]['number']:05d}" / "metrics.jsonl").read_text().splitlines()[-1]
+    )
     assert last["stopped"] == failed[0]["reason"] and "grad_norm" in last
 
 
 def test_every_trial_failing_exits_6(cli, write_config, runs):
-    text = TINY.replace("low: 1e-3, high: 1e-1, log: true", "low: 1e8, high: 1e9, log: true").replace("optimizer: {name: adam, lr: 0.01}", "optimizer: {name: sgd, lr: 1e8}")
-    text = text.replace("model: {name: mlp, hidden: [16]}", "model: {name: mlp, hidden: [16]}\ninit: {weight: normal, std: 1.0}")
+    text = TINY.replace("low: 1e-3, high: 1e-1, log: true", "low: 1e8, high: 1e9, log: true").replace(
+        "optimizer: {name: adam, lr: 0.01}", "optimizer: {name: sgd, lr: 1e8}"
+    )
+    text = text.replace(
+        "model: {name: mlp, hidden: [16]}", "model: {name: mlp, hidden: [16]}\ninit: {weight: normal, std: 1.0}"
+    )
     result = cli("search", write_config(text), "--runs", runs)
     assert result.exit_code == 6
     assert "error: every trial failed (" in result.stderr
@@ -215,7 +233,9 @@ def test_train_with_several_seeds(cli, write_config, runs):
     acc = out["seeds"]["metrics"]["test_accuracy"]
     assert out["seeds"]["seeds"] == [0, 1, 2] and len(acc["values"]) == 3
     assert min(acc["values"]) <= acc["mean"] <= max(acc["values"]) and acc["std"] >= 0
-    assert (runs / "tiny" / "train" / "seeds.json").is_file() and (runs / "tiny" / "train" / "seeds" / "2" / "model.pt").is_file()
+    assert (runs / "tiny" / "train" / "seeds.json").is_file() and (
+        runs / "tiny" / "train" / "seeds" / "2" / "model.pt"
+    ).is_file()
 
 
 def test_html_report_is_self_contained(cli, write_config, runs, tmp_path):

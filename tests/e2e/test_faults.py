@@ -45,7 +45,9 @@ def test_a_failing_trial_fails_alone(cli, write_config, runs, monkeypatch, actio
 
 def test_a_trial_hung_inside_an_epoch_is_stopped_by_the_timeout(cli, write_config, runs, monkeypatch):
     monkeypatch.setenv("TUNEKIT_FAULT", "1:1:hang")  # sleeps an hour inside trial 1's first epoch callback
-    result = cli("search", write_config(TINY.replace("trials: 3", "trials: 10")), "--runs", runs, "--timeout", "3s", "--json")
+    result = cli(
+        "search", write_config(TINY.replace("trials: 3", "trials: 10")), "--runs", runs, "--timeout", "3s", "--json"
+    )
     assert result.exit_code == 0, result.stderr
     trials = json.loads(result.stdout)["trials"]
     assert trials[0]["state"] == "COMPLETE" and trials[1]["reason"] == "timeout" and len(trials) == 2
@@ -110,8 +112,15 @@ def test_two_train_best_at_once_are_serialized(tmp_path):
     config.write_text(TINY)
     runs = tmp_path / "runs"
     assert run_tunekit("search", config, "--runs", runs, "-q").returncode == 0
-    procs = [subprocess.Popen([*TUNEKIT, "train", "--best", "--runs", str(runs), "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [*TUNEKIT, "train", "--best", "--runs", str(runs), "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     import torch

@@ -7,7 +7,7 @@ import pytest
 
 from tunekit.config.sections import ALLOWED_PLUGINS
 
-PLUGIN = '''
+PLUGIN = """
 import numpy as np
 import torch
 from torch import nn
@@ -24,7 +24,7 @@ def build(input_shape, n_outputs, width: int = 8):
 
 def broken(seed):
     raise RuntimeError("the plugin's own bug")
-'''
+"""
 
 CONFIG = """\
 name: plug
@@ -53,7 +53,10 @@ def plugin_dir(tmp_path, monkeypatch):
 def test_plugins_need_permission(cli, plugin_dir):
     result = cli("validate", "plug.yaml")
     assert result.exit_code == 3
-    assert "plug.yaml:2: data.name: 'tkplug.mod:load' is user code, and importing it runs it (hint: pass --allow-plugin tkplug to allow it)" in result.stderr
+    assert (
+        "plug.yaml:2: data.name: 'tkplug.mod:load' is user code, and importing it runs it (hint: pass --allow-plugin tkplug to allow it)"
+        in result.stderr
+    )
     assert "plug.yaml:3: model.name:" in result.stderr
 
 
@@ -67,7 +70,12 @@ def test_plugin_data_and_model_train_in_a_study(cli, plugin_dir):
 def test_plugin_arguments_are_checked_and_plugin_errors_reported(cli, plugin_dir):
     (plugin_dir / "plug.yaml").write_text(CONFIG.replace("width: 12", "widht: 12"))
     result = cli("validate", "plug.yaml", "--allow-plugin", "tkplug")
-    assert result.exit_code == 3 and "model.widht: unknown key for model 'tkplug.mod:build' (hint: did you mean 'width'?)" in result.stderr
-    (plugin_dir / "plug.yaml").write_text(CONFIG.replace("tkplug.mod:load", "tkplug.mod:broken").replace(", n: 300", ""))
+    assert (
+        result.exit_code == 3
+        and "model.widht: unknown key for model 'tkplug.mod:build' (hint: did you mean 'width'?)" in result.stderr
+    )
+    (plugin_dir / "plug.yaml").write_text(
+        CONFIG.replace("tkplug.mod:load", "tkplug.mod:broken").replace(", n: 300", "")
+    )
     result = cli("validate", "plug.yaml", "--allow-plugin", "tkplug")
     assert result.exit_code == 4 and "RuntimeError: the plugin's own bug" in result.stderr

@@ -5,15 +5,24 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tunekit.train.build import check_buildable
 from tunekit.config.load import load_config
 from tunekit.config.space import SearchSpace
+from tunekit.train.build import check_buildable
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 
 
 def test_there_are_configs_for_each_family():
-    assert {p.stem for p in CONFIGS} >= {"quickstart", "optimizers", "schedules", "init", "deep", "cnn", "regression", "finetune"}
+    assert {p.stem for p in CONFIGS} >= {
+        "quickstart",
+        "optimizers",
+        "schedules",
+        "init",
+        "deep",
+        "cnn",
+        "regression",
+        "finetune",
+    }
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,15 @@ from tunekit.report.advice import sparkline
 from tunekit.report.summary import summarize
 
 LR = {"kind": "float", "low": 1e-4, "high": 1.0, "log": True, "step": None, "choices": [], "when": {}}
-ACT = {"kind": "categorical", "low": None, "high": None, "log": False, "step": None, "choices": ["relu", "tanh"], "when": {}}
+ACT = {
+    "kind": "categorical",
+    "low": None,
+    "high": None,
+    "log": False,
+    "step": None,
+    "choices": ["relu", "tanh"],
+    "when": {},
+}
 
 
 def study_of(points, space=None):
@@ -18,11 +26,21 @@ def study_of(points, space=None):
     study = optuna.create_study(direction="maximize")
     study.set_user_attr("tunekit.metric", "val_accuracy")
     study.set_user_attr("tunekit.space", space or {"optimizer.lr": LR, "model.activation": ACT})
-    dists = {"optimizer.lr": FloatDistribution(1e-4, 1.0, log=True), "model.activation": CategoricalDistribution(["relu", "tanh"])}
+    dists = {
+        "optimizer.lr": FloatDistribution(1e-4, 1.0, log=True),
+        "model.activation": CategoricalDistribution(["relu", "tanh"]),
+    }
     for lr, act, value, reason in points:
         state = TrialState.COMPLETE if value is not None else TrialState.FAIL
-        study.add_trial(create_trial(state=state, value=value, params={"optimizer.lr": lr, "model.activation": act},
-                                     distributions=dists, user_attrs={"reason": reason} if reason else {}))
+        study.add_trial(
+            create_trial(
+                state=state,
+                value=value,
+                params={"optimizer.lr": lr, "model.activation": act},
+                distributions=dists,
+                user_attrs={"reason": reason} if reason else {},
+            )
+        )
     return study
 
 
@@ -42,9 +60,13 @@ def test_healthy_study_gets_no_advice():
 
 
 def test_best_value_at_the_edge_of_its_range():
-    points = [(lr, act, 0.5 + 0.4 * (math.log10(lr) + 4) / 4, None) for lr, act, _, _ in healthy_points()]  # better and better as lr grows
+    points = [
+        (lr, act, 0.5 + 0.4 * (math.log10(lr) + 4) / 4, None) for lr, act, _, _ in healthy_points()
+    ]  # better and better as lr grows
     advice = summarize(study_of(points), "mem")["advice"]
-    assert any(a.startswith("optimizer.lr: the best value") and "top of its range" in a and "raise `high`" in a for a in advice)
+    assert any(
+        a.startswith("optimizer.lr: the best value") and "top of its range" in a and "raise `high`" in a for a in advice
+    )
 
 
 def test_region_that_always_diverges():
@@ -61,7 +83,10 @@ def test_region_that_always_diverges():
 
 def test_negligible_parameter():
     # Accuracy depends on lr alone; activation only adds noise far below anything that matters.
-    points = [(lr, act, 0.95 - 0.05 * (math.log10(lr) + 2) ** 2 + (1e-9 if act == "tanh" else 0.0), None) for lr, act, _, _ in healthy_points()]
+    points = [
+        (lr, act, 0.95 - 0.05 * (math.log10(lr) + 2) ** 2 + (1e-9 if act == "tanh" else 0.0), None)
+        for lr, act, _, _ in healthy_points()
+    ]
     advice = summarize(study_of(points), "mem")["advice"]
     assert any(a.startswith("model.activation: barely matters") for a in advice)
 

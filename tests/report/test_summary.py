@@ -15,17 +15,21 @@ def _python(code: str) -> str:
 
 def test_report_imports_neither_torch_nor_scikit_learn_and_keeps_optunas_importance(cli, write_config, runs):
     assert cli("search", write_config(TWO_PARAMS), "--runs", runs, "-q").exit_code == 0
-    report = ("import json, sys\nfrom tunekit.cli import app\n"
-              f"try:\n    app(['report', 'tiny', '--runs', {str(runs)!r}, '--format', 'json'])\n"
-              "except SystemExit:\n    pass\n"
-              "print(json.dumps(sorted(m for m in ('torch', 'sklearn', 'scipy') if m in sys.modules)))")
+    report = (
+        "import json, sys\nfrom tunekit.cli import app\n"
+        f"try:\n    app(['report', 'tiny', '--runs', {str(runs)!r}, '--format', 'json'])\n"
+        "except SystemExit:\n    pass\n"
+        "print(json.dumps(sorted(m for m in ('torch', 'sklearn', 'scipy') if m in sys.modules)))"
+    )
     out = _python(report).splitlines()
     assert json.loads(out[-1]) == []  # scikit-learn would add ~1.5 s to every report (see summary._optuna_importance)
     ours = json.loads("\n".join(out[:-1]))["importance"]
     # Optuna's own importance, with scikit-learn imported the ordinary way, gives the same numbers.
-    plain = ("import json, sklearn, optuna\nfrom optuna.storages.journal import JournalFileBackend, JournalStorage\n"
-             f"s = optuna.load_study(study_name='tiny', storage=JournalStorage(JournalFileBackend({str(runs / 'tiny' / 'optuna.journal')!r})))\n"
-             "print(json.dumps(optuna.importance.get_param_importances(s)))")
+    plain = (
+        "import json, sklearn, optuna\nfrom optuna.storages.journal import JournalFileBackend, JournalStorage\n"
+        f"s = optuna.load_study(study_name='tiny', storage=JournalStorage(JournalFileBackend({str(runs / 'tiny' / 'optuna.journal')!r})))\n"
+        "print(json.dumps(optuna.importance.get_param_importances(s)))"
+    )
     theirs = json.loads(_python(plain))
     assert set(ours) == {"optimizer.lr", "optimizer.weight_decay"}
     assert ours == {k: float(v) for k, v in theirs.items()}

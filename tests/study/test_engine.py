@@ -30,6 +30,7 @@ search:
 def test_every_sampler_runs_a_study(cli, write_config, runs, sampler):
     try:
         import cmaes  # noqa: F401
+
         has_cmaes = True
     except ImportError:
         has_cmaes = False
@@ -40,13 +41,19 @@ def test_every_sampler_runs_a_study(cli, write_config, runs, sampler):
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["states"]["COMPLETE"] == 5
-    assert len({json.dumps(t["params"], sort_keys=True) for t in summary["trials"]}) >= (4 if sampler in ("grid", "bruteforce") else 2)
+    assert len({json.dumps(t["params"], sort_keys=True) for t in summary["trials"]}) >= (
+        4 if sampler in ("grid", "bruteforce") else 2
+    )
 
 
 @pytest.mark.parametrize("pruner", PRUNERS.names())
 def test_every_pruner_runs_a_study(cli, write_config, runs, pruner):
     args = ", lower: 0.0" if pruner == "threshold" else ""
-    text = TINY.replace("pruner: {name: none}", f"pruner: {{name: {pruner}{args}}}").replace("trials: 3", "trials: 6").replace("epochs: 3", "epochs: 5")
+    text = (
+        TINY.replace("pruner: {name: none}", f"pruner: {{name: {pruner}{args}}}")
+        .replace("trials: 3", "trials: 6")
+        .replace("epochs: 3", "epochs: 5")
+    )
     result = cli("search", write_config(text), "--runs", runs, "--json")
     assert result.exit_code == 0, result.stderr
     states = json.loads(result.stdout)["states"]
@@ -60,11 +67,16 @@ def test_sampler_and_pruner_arguments_are_checked_before_anything_is_written(cli
     assert not runs.exists()
     grid = TINY.replace("sampler: {name: random, seed: 0}", "sampler: {name: grid}")
     result = cli("validate", write_config(grid))
-    assert result.exit_code == 3 and "grid needs choices or a step for every entry; search.optimizer.lr is a continuous range" in result.stderr
+    assert (
+        result.exit_code == 3
+        and "grid needs choices or a step for every entry; search.optimizer.lr is a continuous range" in result.stderr
+    )
 
 
 def test_a_pruner_really_prunes(cli, write_config, runs):
-    text = TINY.replace("pruner: {name: none}", "pruner: {name: threshold, lower: 0.999, warmup_epochs: 1}").replace("epochs: 3", "epochs: 6")
+    text = TINY.replace("pruner: {name: none}", "pruner: {name: threshold, lower: 0.999, warmup_epochs: 1}").replace(
+        "epochs: 3", "epochs: 6"
+    )
     summary = json.loads(cli("search", write_config(text), "--runs", runs, "--json").stdout)
     pruned = [t for t in summary["trials"] if t["state"] == "PRUNED"]
     assert len(pruned) >= 2
@@ -77,10 +89,16 @@ TUNEKIT = [sys.executable, "-m", "tunekit"]
 
 def test_two_workers_share_one_study(tmp_path):
     config = tmp_path / "c.yaml"
-    config.write_text(TINY.replace("trials: 3", "trials: 8").replace("epochs: 3", "epochs: 60"))  # ~0.5 s trials: both workers get some
+    config.write_text(
+        TINY.replace("trials: 3", "trials: 8").replace("epochs: 3", "epochs: 60")
+    )  # ~0.5 s trials: both workers get some
     runs = tmp_path / "runs"
-    result = subprocess.run([*TUNEKIT, "search", str(config), "--runs", str(runs), "--workers", "2", "--json"],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [*TUNEKIT, "search", str(config), "--runs", str(runs), "--workers", "2", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     numbers = [t["number"] for t in summary["trials"]]
@@ -88,10 +106,12 @@ def test_two_workers_share_one_study(tmp_path):
     lrs = [t["params"]["optimizer.lr"] for t in summary["trials"]]
     assert len(set(lrs)) == 8  # workers draw different trials (identically seeded samplers would repeat each other)
     assert "started 2 workers x 1 thread(s)" in result.stderr and "[w0]" in result.stderr and "[w1]" in result.stderr
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
     import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-    study = optuna.load_study(study_name="tiny", storage=JournalStorage(JournalFileBackend(str(runs / "tiny" / "optuna.journal"))))
+    study = optuna.load_study(
+        study_name="tiny", storage=JournalStorage(JournalFileBackend(str(runs / "tiny" / "optuna.journal")))
+    )
     assert len({t.user_attrs["worker"] for t in study.trials}) == 2  # both processes ran trials
 
 
@@ -99,7 +119,12 @@ def test_killed_worker_leaves_no_running_trial(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(TINY.replace("trials: 3", "trials: 3").replace("epochs: 3", "epochs: 400"))
     runs = tmp_path / "runs"
-    proc = subprocess.Popen([*TUNEKIT, "search", str(config), "--runs", str(runs)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*TUNEKIT, "search", str(config), "--runs", str(runs)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     metrics = runs / "tiny" / "trials" / "00001" / "metrics.jsonl"
     deadline = time.time() + 120
     while not (metrics.exists() and metrics.read_text().count("\n") >= 2):
@@ -107,11 +132,19 @@ def test_killed_worker_leaves_no_running_trial(tmp_path):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)  # no chance to clean up: trial 1 stays RUNNING in the journal
     proc.wait()
-    report = json.loads(subprocess.run([*TUNEKIT, "report", "--runs", str(runs), "--format", "json"], capture_output=True, text=True).stdout)
+    report = json.loads(
+        subprocess.run(
+            [*TUNEKIT, "report", "--runs", str(runs), "--format", "json"], capture_output=True, text=True
+        ).stdout
+    )
     assert report["states"]["RUNNING"] == 1
 
-    done = subprocess.run([*TUNEKIT, "search", str(config), "--runs", str(runs), "--json", "--set", "train.epochs=400"],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [*TUNEKIT, "search", str(config), "--runs", str(runs), "--json", "--set", "train.epochs=400"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     assert "trial 1 was left RUNNING by" in done.stderr and "worker_died" in done.stderr
     after = json.loads(done.stdout)
@@ -133,7 +166,11 @@ def test_timeout_also_stops_the_running_trial(cli, write_config, runs):
 def test_threads_split_the_cores():
     from tunekit.study.workers import threads_per_worker
 
-    assert threads_per_worker(2, cores=2) == 1 and threads_per_worker(1, cores=16) == 16 and threads_per_worker(4, cores=2) == 1
+    assert (
+        threads_per_worker(2, cores=2) == 1
+        and threads_per_worker(1, cores=16) == 16
+        and threads_per_worker(4, cores=2) == 1
+    )
 
 
 def test_live_workers_are_those_with_a_fresh_heartbeat():
@@ -174,13 +211,20 @@ def test_a_worker_that_was_away_drops_its_result_and_goes_on(cli, write_config, 
     assert result.exit_code == 0, result.stderr
     assert "was closed by another worker while this one was unresponsive" in result.stderr
     s = json.loads(result.stdout)
-    assert s["states"] == {"COMPLETE": 3, "PRUNED": 0, "FAIL": 1, "RUNNING": 0} and s["trials"][0]["reason"] == "worker_died"
+    assert (
+        s["states"] == {"COMPLETE": 3, "PRUNED": 0, "FAIL": 1, "RUNNING": 0}
+        and s["trials"][0]["reason"] == "worker_died"
+    )
 
 
 @pytest.mark.parametrize("sampler, population", [("grid", 1), ("grid", 3), ("bruteforce", 1)])
 def test_a_finite_sampler_stops_the_search_when_it_has_covered_the_space(cli, write_config, runs, sampler, population):
-    text = TINY.replace("trials: 3", f"trials: 12\n  population: {population}").replace("name: random, seed: 0", f"name: {sampler}")
-    text = text.replace("optimizer.lr: {low: 1e-3, high: 1e-1, log: true}", "optimizer.lr: {choices: [0.001, 0.01, 0.1]}")
+    text = TINY.replace("trials: 3", f"trials: 12\n  population: {population}").replace(
+        "name: random, seed: 0", f"name: {sampler}"
+    )
+    text = text.replace(
+        "optimizer.lr: {low: 1e-3, high: 1e-1, log: true}", "optimizer.lr: {choices: [0.001, 0.01, 0.1]}"
+    )
     result = cli("search", write_config(text), "--runs", runs, "--json")
     assert result.exit_code == 0, result.stderr
     assert f"the {sampler} sampler has tried every point of the search space: stopping at" in result.stderr

@@ -73,13 +73,18 @@ def test_train_best_reproduces_a_member_trained_in_a_population(cli, write_confi
     assert result.exit_code == 0, result.stderr
     retrained = json.loads(result.stdout)["metrics"]
     assert retrained["val_loss"] == pytest.approx(member.user_attrs["result"]["metrics"]["val_loss"], rel=1e-4)
-    assert retrained["val_accuracy"] == pytest.approx(member.user_attrs["result"]["metrics"]["val_accuracy"], abs=1 / 30 + 1e-9)
+    assert retrained["val_accuracy"] == pytest.approx(
+        member.user_attrs["result"]["metrics"]["val_accuracy"], abs=1 / 30 + 1e-9
+    )
 
 
 def test_each_member_is_pruned_on_its_own(cli, write_config, runs):
-    text = (POP.replace("pruner: {name: none}", "pruner: {name: threshold, upper: 0.9, warmup_epochs: 4}")
-            .replace("epochs: 3", "epochs: 6").replace("trials: 8", "trials: 4")
-            .replace("study:\n", "study:\n  metric: val_loss\n"))
+    text = (
+        POP.replace("pruner: {name: none}", "pruner: {name: threshold, upper: 0.9, warmup_epochs: 4}")
+        .replace("epochs: 3", "epochs: 6")
+        .replace("trials: 8", "trials: 4")
+        .replace("study:\n", "study:\n  metric: val_loss\n")
+    )
     text = text.replace("optimizer.lr: {low: 1e-3, high: 1e-1, log: true}", "optimizer.lr: {choices: [0.000001, 0.05]}")
     result = cli("search", write_config(text), "--runs", runs, "--json")
     assert result.exit_code == 0, result.stderr
@@ -112,13 +117,20 @@ def test_sigint_fails_every_member_as_interrupted_and_the_rerun_completes(tmp_pa
     config.write_text(POP.replace("trials: 8", "trials: 3").replace("population: 4", "population: 3"))
     runs = tmp_path / "runs"
     tunekit = [sys.executable, "-m", "tunekit"]
-    first = subprocess.run([*tunekit, "search", config, "--runs", runs], capture_output=True, text=True, timeout=300,
-                           env={**os.environ, "TUNEKIT_FAULT": "1:2:sigint"})
+    first = subprocess.run(
+        [*tunekit, "search", config, "--runs", runs],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TUNEKIT_FAULT": "1:2:sigint"},
+    )
     assert first.returncode == 130, first.stderr
     study = load(runs)
     states = [(t.state.name, t.user_attrs.get("reason")) for t in study.get_trials()]
     assert states == [("FAIL", "interrupted")] * 3 + [("WAITING", None)] * 3  # each queued to run again
-    second = subprocess.run([*tunekit, "search", config, "--runs", runs, "--json"], capture_output=True, text=True, timeout=300)
+    second = subprocess.run(
+        [*tunekit, "search", config, "--runs", runs, "--json"], capture_output=True, text=True, timeout=300
+    )
     assert second.returncode == 0, second.stderr
     after = json.loads(second.stdout)
     assert after["states"] == {"COMPLETE": 3, "PRUNED": 0, "FAIL": 3, "RUNNING": 0}
@@ -127,15 +139,26 @@ def test_sigint_fails_every_member_as_interrupted_and_the_rerun_completes(tmp_pa
 
 
 def test_two_workers_with_populations_hit_the_total_exactly(cli, write_config, runs):
-    result = cli("search", write_config(POP.replace("population: 4", "population: 2").replace("trials: 8", "trials: 6")),
-                 "--runs", runs, "--workers", "2", "--json")
+    result = cli(
+        "search",
+        write_config(POP.replace("population: 4", "population: 2").replace("trials: 8", "trials: 6")),
+        "--runs",
+        runs,
+        "--workers",
+        "2",
+        "--json",
+    )
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["states"] == {"COMPLETE": 6, "PRUNED": 0, "FAIL": 0, "RUNNING": 0}
 
 
-def test_a_member_hung_inside_an_epoch_is_stopped_by_the_timeout_with_its_population(cli, write_config, runs, monkeypatch):
+def test_a_member_hung_inside_an_epoch_is_stopped_by_the_timeout_with_its_population(
+    cli, write_config, runs, monkeypatch
+):
     monkeypatch.setenv("TUNEKIT_FAULT", "1:1:hang")  # sleeps an hour in member 1's first epoch callback
-    result = cli("search", write_config(POP.replace("trials: 8", "trials: 4")), "--runs", runs, "--timeout", "3s", "--json")
+    result = cli(
+        "search", write_config(POP.replace("trials: 8", "trials: 4")), "--runs", runs, "--timeout", "3s", "--json"
+    )
     assert result.exit_code == 0, result.stderr  # only timeouts: the user asked it to stop
     trials = json.loads(result.stdout)["trials"]
     assert len(trials) == 4 and {t["reason"] for t in trials} == {"timeout"}

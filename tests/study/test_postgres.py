@@ -17,7 +17,9 @@ import pytest
 from tests.conftest import TINY
 
 BINARIES = [shutil.which(b) for b in ("initdb", "pg_ctl", "postgres")]
-pytestmark = pytest.mark.skipif(not all(BINARIES), reason="PostgreSQL server binaries (initdb, pg_ctl, postgres) not on PATH")
+pytestmark = pytest.mark.skipif(
+    not all(BINARIES), reason="PostgreSQL server binaries (initdb, pg_ctl, postgres) not on PATH"
+)
 
 
 def _free_port() -> int:
@@ -40,9 +42,27 @@ def postgres_url():
         os.chown(root, account.pw_uid, account.pw_gid)
         as_user = ["runuser", "-u", "postgres", "--"]
     port = _free_port()
-    subprocess.run([*as_user, "initdb", "-D", data, "-U", "tunekit", "--auth=trust", "-E", "UTF8"], check=True, capture_output=True)
-    subprocess.run([*as_user, "pg_ctl", "-D", data, "-l", os.path.join(root, "log"), "-w", "-t", "60",
-                    "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True)
+    subprocess.run(
+        [*as_user, "initdb", "-D", data, "-U", "tunekit", "--auth=trust", "-E", "UTF8"], check=True, capture_output=True
+    )
+    subprocess.run(
+        [
+            *as_user,
+            "pg_ctl",
+            "-D",
+            data,
+            "-l",
+            os.path.join(root, "log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-p {port} -k {root} -c listen_addresses=127.0.0.1",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
     try:
         yield f"postgresql://tunekit@127.0.0.1:{port}/postgres"
     finally:
@@ -56,21 +76,31 @@ def test_two_processes_share_a_postgres_study(tmp_path, postgres_url):
     # arrives while the study still needs trials.
     config.write_text(TINY.replace("trials: 3", "trials: 8").replace("epochs: 3", "epochs: 600"))
     cmd = [sys.executable, "-m", "tunekit", "search", str(config), "--storage", postgres_url, "--json"]
-    procs = [subprocess.Popen([*cmd, "--runs", str(tmp_path / "runs0")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)]
+    procs = [
+        subprocess.Popen(
+            [*cmd, "--runs", str(tmp_path / "runs0")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+    ]
     first_metrics = tmp_path / "runs0" / "tiny" / "trials" / "00000" / "metrics.jsonl"
     deadline = time.time() + 120
     while not first_metrics.exists():
         assert time.time() < deadline and procs[0].poll() is None
         time.sleep(0.05)
-    procs.append(subprocess.Popen([*cmd, "--runs", str(tmp_path / "runs1")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    procs.append(
+        subprocess.Popen(
+            [*cmd, "--runs", str(tmp_path / "runs1")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+    )
     outs = [p.communicate(timeout=300) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (_, err) in zip(procs, outs):
         assert p.returncode == 0, err
     summary = json.loads(outs[0][0])
     later = json.loads(outs[1][0])
     assert summary["storage"].startswith("127.0.0.1:")
     numbers = [t["number"] for t in max(summary, later, key=lambda s: s["n_trials"])["trials"]]
-    assert numbers == list(range(len(numbers))) and 8 <= len(numbers) <= 9  # no file lock across machines: at most one extra
+    assert (
+        numbers == list(range(len(numbers))) and 8 <= len(numbers) <= 9
+    )  # no file lock across machines: at most one extra
     import optuna
 
     from tunekit.study.storage import _driver_url
@@ -80,12 +110,16 @@ def test_two_processes_share_a_postgres_study(tmp_path, postgres_url):
     assert len(workers) == 2 and all(t.state.is_finished() for t in study.trials)
 
     # A later run on the same storage resumes the shared study.
-    again = subprocess.run([*cmd, "--runs", str(tmp_path / "runs0"), "--trials", "10"], capture_output=True, text=True, timeout=300)
+    again = subprocess.run(
+        [*cmd, "--runs", str(tmp_path / "runs0"), "--trials", "10"], capture_output=True, text=True, timeout=300
+    )
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["n_trials"] >= 10
 
 
 def test_unreachable_database_is_an_environment_error(cli, write_config, runs):
     pytest.importorskip("psycopg")
-    result = cli("search", write_config(), "--runs", runs, "--storage", f"postgresql://nobody@127.0.0.1:{_free_port()}/x")
+    result = cli(
+        "search", write_config(), "--runs", runs, "--storage", f"postgresql://nobody@127.0.0.1:{_free_port()}/x"
+    )
     assert result.exit_code == 4 and "cannot open storage" in result.stderr

@@ -37,5 +37,7 @@ def test_journal_is_fsynced_at_trial_boundaries_only_and_stays_plain_optuna(cli,
     assert all(end in synced_sizes for end, op in zip(ends, ops) if op == SET_TRIAL_STATE_VALUES)
 
     plain = optuna.load_study(study_name="tiny", storage=JournalStorage(JournalFileBackend(str(journal))))
-    assert [t.state.name for t in plain.trials] == ["COMPLETE"] * 3 and all(len(t.intermediate_values) == 3 for t in plain.trials)
+    assert [t.state.name for t in plain.trials] == ["COMPLETE"] * 3 and all(
+        len(t.intermediate_values) == 3 for t in plain.trials
+    )
     assert all("result" in t.user_attrs and "optimizer.lr" in t.params for t in plain.trials)

@@ -2,10 +2,10 @@
 
 import pytest
 
-from tunekit.train.build import check_buildable
 from tunekit.config.load import validate_document
 from tunekit.config.yaml_io import parse_yaml
 from tunekit.errors import ConfigError, DataError
+from tunekit.train.build import check_buildable
 
 
 @pytest.mark.parametrize(
@@ -19,7 +19,10 @@ from tunekit.errors import ConfigError, DataError
         ("study: {metric: val_rmse}", "study.metric: 'val_rmse' is not a classification metric"),
         ("study: {metric: val_acuracy}", "did you mean 'val_accuracy'?"),
         ("model: {name: mlp, dropout: 1.0}", "model: dropout must be in [0, 1)"),
-        ("loss: {name: cross_entropy, class_weights: [1.0, 2.0]}", "loss.class_weights: has 2 entries but the data has 3 classes"),
+        (
+            "loss: {name: cross_entropy, class_weights: [1.0, 2.0]}",
+            "loss.class_weights: has 2 entries but the data has 3 classes",
+        ),
         ("model: {name: mlp, norm: batch}\ntrain: {batch_size: 1}", "batch norm needs batches of 2 or more"),
     ],
 )
@@ -53,13 +56,16 @@ train: {epochs: 2, batch_size: 64, precision: PRECISION}
 """
 
 
-@pytest.mark.parametrize("device, precision, model, expected", [
-    ("cuda", "bf16", "cnn", True),
-    ("cuda", "fp16", "cnn", True),
-    ("cuda", "fp32", "cnn", False),  # no tensor-core kernels to feed
-    ("cpu", "bf16", "cnn", False),
-    ("cuda", "bf16", "mlp", False),  # nothing to convolve
-])
+@pytest.mark.parametrize(
+    "device, precision, model, expected",
+    [
+        ("cuda", "bf16", "cnn", True),
+        ("cuda", "fp16", "cnn", True),
+        ("cuda", "fp32", "cnn", False),  # no tensor-core kernels to feed
+        ("cpu", "bf16", "cnn", False),
+        ("cuda", "bf16", "mlp", False),  # nothing to convolve
+    ],
+)
 def test_channels_last_only_for_convolutions_under_autocast_on_a_gpu(device, precision, model, expected):
     import torch
 
@@ -87,7 +93,9 @@ def test_channels_last_trains_the_same_model():
     assert nhwc.split.X_train[torch.tensor([3, 1])].is_contiguous(memory_format=torch.channels_last)  # batches keep it
     a = fit(plain, seed=1, monitor="val_accuracy", direction="maximize")
     b = fit(nhwc, seed=1, monitor="val_accuracy", direction="maximize")
-    assert [r.metrics["train_loss"] for r in a.history] == pytest.approx([r.metrics["train_loss"] for r in b.history], rel=1e-4)
+    assert [r.metrics["train_loss"] for r in a.history] == pytest.approx(
+        [r.metrics["train_loss"] for r in b.history], rel=1e-4
+    )
 
 
 def test_warm_up_pays_a_fresh_processs_one_time_costs_and_never_raises():
@@ -98,12 +106,16 @@ def test_warm_up_pays_a_fresh_processs_one_time_costs_and_never_raises():
 
     # In a fresh process, as a spawned --workers worker is: afterwards the lazy import that the
     # first optimizer makes is done and the data is cached, so the first trial does neither.
-    code = ("import sys\nfrom tunekit.config.load import load_config\nfrom tunekit.train.build import warm_up\nfrom tunekit.components import data\n"
-            "config = load_config('configs/quickstart.yaml')\n"
-            "before = 'torch._dynamo' in sys.modules, len(data._CACHE)\n"
-            "warm_up(config, 'cpu')\n"
-            "print(before, ('torch._dynamo' in sys.modules, len(data._CACHE)))\n"
-            "warm_up(config, 'cuda:7')\n"  # a device this machine lacks: the trial reports it, warm-up stays silent
-            "print('ok')")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO).stdout.split("\n")
+    code = (
+        "import sys\nfrom tunekit.config.load import load_config\nfrom tunekit.train.build import warm_up\nfrom tunekit.components import data\n"
+        "config = load_config('configs/quickstart.yaml')\n"
+        "before = 'torch._dynamo' in sys.modules, len(data._CACHE)\n"
+        "warm_up(config, 'cpu')\n"
+        "print(before, ('torch._dynamo' in sys.modules, len(data._CACHE)))\n"
+        "warm_up(config, 'cuda:7')\n"  # a device this machine lacks: the trial reports it, warm-up stays silent
+        "print('ok')"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    ).stdout.split("\n")
     assert out[0] == "(False, 0) (True, 1)" and out[1] == "ok"

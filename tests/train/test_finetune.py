@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from tunekit.train.build import build_run, check_buildable
 from tunekit.config.load import validate_document
 from tunekit.config.yaml_io import parse_yaml
 from tunekit.errors import ConfigError, DataError
 from tunekit.study.retrain import train_config
+from tunekit.train.build import build_run, check_buildable
 from tunekit.train.trainer import fit
 
 BASE = "data: {name: digits}\nmodel: {name: mlp, hidden: [32, 32]}\noptimizer: {name: adamw, lr: 0.01, weight_decay: 0.1}\ntrain: {epochs: 2}\n"
@@ -21,7 +21,9 @@ def checkpoint(tmp_path_factory):
 
 
 def finetune_run(checkpoint, finetune: str):
-    text = BASE.replace("train: {epochs: 2}", f"train: {{epochs: 2, finetune: {{checkpoint: '{checkpoint}', {finetune}}}}}")
+    text = BASE.replace(
+        "train: {epochs: 2}", f"train: {{epochs: 2, finetune: {{checkpoint: '{checkpoint}', {finetune}}}}}"
+    )
     config = check_buildable(validate_document(parse_yaml(text, "ft.yaml")))
     return build_run(config, torch.device("cpu"), seed=1)
 
@@ -63,6 +65,8 @@ def test_checkpoint_that_needs_unsafe_loading_is_refused(tmp_path):
 
 
 def test_checkpoint_of_another_architecture_is_refused(checkpoint):
-    text = BASE.replace("hidden: [32, 32]", "hidden: [16]").replace("train: {epochs: 2}", f"train: {{finetune: {{checkpoint: '{checkpoint}'}}}}")
+    text = BASE.replace("hidden: [32, 32]", "hidden: [16]").replace(
+        "train: {epochs: 2}", f"train: {{finetune: {{checkpoint: '{checkpoint}'}}}}"
+    )
     with pytest.raises(ConfigError, match="does not fit this model"):
         check_buildable(validate_document(parse_yaml(text)))

@@ -5,9 +5,9 @@ import json
 
 import torch
 
-from tunekit.train.build import build_run, check_buildable
 from tunekit.config.load import validate_document
 from tunekit.config.yaml_io import parse_yaml
+from tunekit.train.build import build_run, check_buildable
 from tunekit.train.lr_find import lr_range_test
 
 CONFIG = "name: lrf\ndata: {name: digits}\nmodel: {name: mlp, hidden: [64]}\noptimizer: {name: sgd, lr: 0.05, momentum: 0.9}\ntrain: {batch_size: 64}\n"
@@ -24,7 +24,9 @@ def test_restores_model_and_optimizer_bit_identically():
     curve = lr_range_test(run, 1e-6, 10.0, steps=60)
     assert curve.diverged_at is not None and len(curve.lrs) > 10
     assert all(torch.equal(v, model_before[k]) for k, v in run.model.state_dict().items())
-    assert all(torch.equal(run.optimizer.state[p]["momentum_buffer"], momentum_before[id(p)]) for p in run.model.parameters())
+    assert all(
+        torch.equal(run.optimizer.state[p]["momentum_buffer"], momentum_before[id(p)]) for p in run.model.parameters()
+    )
     assert run.optimizer.param_groups[0]["lr"] == 0.05  # the configured lr is back
 
 
@@ -37,7 +39,9 @@ def test_suggestion_lies_inside_the_sweep():
 
 
 def test_cli_writes_the_curve(cli, write_config, runs):
-    result = cli("lr-find", write_config(CONFIG), "--runs", runs, "--json", "--steps", "40", "--min", "1e-5", "--max", "10")
+    result = cli(
+        "lr-find", write_config(CONFIG), "--runs", runs, "--json", "--steps", "40", "--min", "1e-5", "--max", "10"
+    )
     assert result.exit_code == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["search_range"][0] < out["suggested_lr"] < out["search_range"][1]

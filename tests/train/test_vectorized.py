@@ -6,12 +6,12 @@ import math
 import pytest
 import torch
 
-from tunekit.train.build import build_run
-from tunekit.config.load import apply_params
+from tunekit.config.paths import apply_params
 from tunekit.config.sections import check_sections
-from tunekit.train.vectorized import STACKED_OPTIMIZERS, fit_population, is_member_key, population_problems, why_not
 from tunekit.config.space import SearchSpace
+from tunekit.train.build import build_run
 from tunekit.train.trainer import Diverged, fit
+from tunekit.train.vectorized import STACKED_OPTIMIZERS, fit_population, is_member_key, population_problems, why_not
 
 BASE = {
     "name": "pop",
@@ -59,19 +59,38 @@ def assert_same_run(run_a, result_a, run_b, result_b, tol=2e-5, grad_rel=1e-3):
 # Each optimizer with members that differ in every number it has, plus a schedule stepping per
 # batch with warmup, so per-member lr changes every step.
 MEMBERS = {
-    "sgd": [{"optimizer.lr": 0.05, "optimizer.momentum": 0.9, "optimizer.weight_decay": 1e-3},
-            {"optimizer.lr": 0.02, "optimizer.momentum": 0.5, "optimizer.dampening": 0.1},
-            {"optimizer.lr": 0.1, "optimizer.momentum": 0.0}],
-    "adam": [{"optimizer.lr": 0.01, "optimizer.betas": [0.8, 0.99]}, {"optimizer.lr": 0.003, "optimizer.weight_decay": 1e-2, "optimizer.eps": 1e-6}],
-    "adamw": [{"optimizer.lr": 0.01, "optimizer.weight_decay": 0.1}, {"optimizer.lr": 0.002, "optimizer.betas": [0.95, 0.9]}],
-    "rmsprop": [{"optimizer.lr": 0.003, "optimizer.momentum": 0.5, "optimizer.alpha": 0.9}, {"optimizer.lr": 0.001, "optimizer.weight_decay": 1e-3}],
-    "adagrad": [{"optimizer.lr": 0.05, "optimizer.lr_decay": 0.01, "optimizer.initial_accumulator_value": 0.1}, {"optimizer.lr": 0.02}],
+    "sgd": [
+        {"optimizer.lr": 0.05, "optimizer.momentum": 0.9, "optimizer.weight_decay": 1e-3},
+        {"optimizer.lr": 0.02, "optimizer.momentum": 0.5, "optimizer.dampening": 0.1},
+        {"optimizer.lr": 0.1, "optimizer.momentum": 0.0},
+    ],
+    "adam": [
+        {"optimizer.lr": 0.01, "optimizer.betas": [0.8, 0.99]},
+        {"optimizer.lr": 0.003, "optimizer.weight_decay": 1e-2, "optimizer.eps": 1e-6},
+    ],
+    "adamw": [
+        {"optimizer.lr": 0.01, "optimizer.weight_decay": 0.1},
+        {"optimizer.lr": 0.002, "optimizer.betas": [0.95, 0.9]},
+    ],
+    "rmsprop": [
+        {"optimizer.lr": 0.003, "optimizer.momentum": 0.5, "optimizer.alpha": 0.9},
+        {"optimizer.lr": 0.001, "optimizer.weight_decay": 1e-3},
+    ],
+    "adagrad": [
+        {"optimizer.lr": 0.05, "optimizer.lr_decay": 0.01, "optimizer.initial_accumulator_value": 0.1},
+        {"optimizer.lr": 0.02},
+    ],
 }
 
 
 @pytest.mark.parametrize("name", STACKED_OPTIMIZERS)
 def test_each_member_ends_where_it_would_have_ended_alone(name):
-    shared = {"optimizer.name": name, "schedule.name": "cosine", "schedule.interval": "step", "schedule.warmup_steps": 10}
+    shared = {
+        "optimizer.name": name,
+        "schedule.name": "cosine",
+        "schedule.interval": "step",
+        "schedule.warmup_steps": 10,
+    }
     cfgs = [config(**shared, **member) for member in MEMBERS[name]]
     seeds = [11 + i for i in range(len(cfgs))]
     runs, results = together(cfgs, seeds)
@@ -79,17 +98,26 @@ def test_each_member_ends_where_it_would_have_ended_alone(name):
         assert_same_run(run, result, *alone(cfg, seed, shuffle_seed=seeds[0]))
 
 
-@pytest.mark.parametrize("shared, lrs", [
-    ({"optimizer.nesterov": True, "optimizer.momentum": 0.9, "train.grad_clip": 0.5}, (0.03, 0.01)),
-    ({"optimizer.name": "adam", "optimizer.amsgrad": True, "train.grad_clip": {"value": 0.01}}, (0.01, 0.003)),
-    # Centered RMSprop divides by a running variance that float rounding moves; at lr 1e-3 that was
-    # amplified past 1e-4 on some BLAS builds, so smaller steps compare the maths, not the rounding.
-    ({"optimizer.name": "rmsprop", "optimizer.centered": True, "optimizer.momentum": 0.3}, (0.0003, 0.0001)),
-    ({"model.weight_norm": True, "model.residual": True, "model.norm": "layer", "model.hidden": [16, 16]}, (0.03, 0.01)),
-    ({"schedule.name": "plateau", "schedule.patience": 0, "schedule.factor": 0.5}, (0.03, 0.01)),
-])
+@pytest.mark.parametrize(
+    "shared, lrs",
+    [
+        ({"optimizer.nesterov": True, "optimizer.momentum": 0.9, "train.grad_clip": 0.5}, (0.03, 0.01)),
+        ({"optimizer.name": "adam", "optimizer.amsgrad": True, "train.grad_clip": {"value": 0.01}}, (0.01, 0.003)),
+        # Centered RMSprop divides by a running variance that float rounding moves; at lr 1e-3 that was
+        # amplified past 1e-4 on some BLAS builds, so smaller steps compare the maths, not the rounding.
+        ({"optimizer.name": "rmsprop", "optimizer.centered": True, "optimizer.momentum": 0.3}, (0.0003, 0.0001)),
+        (
+            {"model.weight_norm": True, "model.residual": True, "model.norm": "layer", "model.hidden": [16, 16]},
+            (0.03, 0.01),
+        ),
+        ({"schedule.name": "plateau", "schedule.patience": 0, "schedule.factor": 0.5}, (0.03, 0.01)),
+    ],
+)
 def test_flags_clipping_weight_norm_and_plateau_match_alone(shared, lrs):
-    cfgs = [config(**shared, **{"optimizer.lr": lr, "init.weight": init}) for lr, init in zip(lrs, ["xavier_uniform", "kaiming_normal"])]
+    cfgs = [
+        config(**shared, **{"optimizer.lr": lr, "init.weight": init})
+        for lr, init in zip(lrs, ["xavier_uniform", "kaiming_normal"])
+    ]
     runs, results = together(cfgs, [3, 4])
     for cfg, seed, run, result in zip(cfgs, [3, 4], runs, results):
         assert_same_run(run, result, *alone(cfg, seed, shuffle_seed=3))
@@ -124,6 +152,7 @@ def test_a_member_whose_callback_raises_leaves_at_that_epoch():
             seen[i].append(record.epoch)
             if record.epoch == prune_at:
                 raise Pruned()
+
         return on_epoch
 
     cfgs = [config(**{"optimizer.lr": 0.05}), config(**{"optimizer.lr": 0.02})]
@@ -134,7 +163,10 @@ def test_a_member_whose_callback_raises_leaves_at_that_epoch():
 
 def test_early_stopping_is_per_member():
     stop = {"train.epochs": 8, "train.early_stopping": {"patience": 1, "metric": "train_loss", "min_delta": 0.5}}
-    cfgs = [config(**stop, **{"optimizer.lr": 0.5}), config(**{**stop, "train.early_stopping": None}, **{"optimizer.lr": 0.01})]
+    cfgs = [
+        config(**stop, **{"optimizer.lr": 0.5}),
+        config(**{**stop, "train.early_stopping": None}, **{"optimizer.lr": 0.01}),
+    ]
     runs, results = together(cfgs, [7, 8])
     assert results[0].stopped_early and len(results[0].history) < 8
     assert not results[1].stopped_early and len(results[1].history) == 8
@@ -148,12 +180,15 @@ def test_dropout_masks_differ_between_members():
     assert first != second and math.isfinite(first) and math.isfinite(second)
 
 
-@pytest.mark.parametrize("params, key, words", [
-    ({"optimizer.name": "nadam"}, "optimizer.name", "optimizer 'nadam' has no vectorized form"),
-    ({"model.norm": "batch"}, "model.norm", "batch norm"),
-    ({"train.compile": True}, "train.compile", "train.compile is on"),
-    ({"train.precision": "fp16"}, "train.precision", "fp16 needs a gradient scaler"),
-])
+@pytest.mark.parametrize(
+    "params, key, words",
+    [
+        ({"optimizer.name": "nadam"}, "optimizer.name", "optimizer 'nadam' has no vectorized form"),
+        ({"model.norm": "batch"}, "model.norm", "batch norm"),
+        ({"train.compile": True}, "train.compile", "train.compile is on"),
+        ({"train.precision": "fp16"}, "train.precision", "fp16 needs a gradient scaler"),
+    ],
+)
 def test_what_cannot_be_vectorized_says_why(params, key, words):
     blocked = why_not(build_run(config(**params), CPU, 0))
     assert blocked is not None and blocked[0] == key and words in blocked[1]
@@ -168,7 +203,10 @@ def test_on_the_cpu_a_large_model_trains_one_at_a_time_but_is_no_config_error():
 
 
 def test_population_problems_spare_a_searched_key():
-    raw = {**apply_params(BASE, {"optimizer.name": "nadam", "study.population": 4}), "search": {"optimizer.lr": {"low": 1e-3, "high": 1e-1}}}
+    raw = {
+        **apply_params(BASE, {"optimizer.name": "nadam", "study.population": 4}),
+        "search": {"optimizer.lr": {"low": 1e-3, "high": 1e-1}},
+    }
     cfg, _ = check_sections(raw)
     space, _ = SearchSpace.parse(cfg)
     run = build_run(cfg, CPU, 0)
@@ -181,5 +219,15 @@ def test_population_problems_spare_a_searched_key():
 
 
 def test_member_keys_are_numbers_init_and_schedule_not_shapes_or_flags():
-    assert all(map(is_member_key, ["optimizer.lr", "optimizer.momentum", "optimizer.betas", "init.weight", "schedule.name", "seed"]))
-    assert not any(map(is_member_key, ["optimizer.name", "optimizer.nesterov", "model.hidden", "model.dropout", "train.batch_size", "loss.name"]))
+    assert all(
+        map(
+            is_member_key,
+            ["optimizer.lr", "optimizer.momentum", "optimizer.betas", "init.weight", "schedule.name", "seed"],
+        )
+    )
+    assert not any(
+        map(
+            is_member_key,
+            ["optimizer.name", "optimizer.nesterov", "model.hidden", "model.dropout", "train.batch_size", "loss.name"],
+        )
+    )

@@ -7,11 +7,18 @@ study sees the same split (it depends on the config's `seed`, not the trial), so
 
 from __future__ import annotations
 
+import csv as csvlib
+import importlib.util
+import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+import torch
+
+from tunekit.registry import did_you_mean
 
 if TYPE_CHECKING:
     import torch
@@ -45,7 +52,6 @@ DATASETS: Registry[Callable[..., RawData]] = Registry("dataset")
 
 
 def _bundled_file(name: str) -> str | None:
-    import importlib.util
 
     spec = importlib.util.find_spec("sklearn")  # locates the package without importing it
     if spec is None or not spec.submodule_search_locations:
@@ -96,7 +102,10 @@ DATASETS.register("breast_cancer")(_bundled("breast_cancer.csv", "load_breast_ca
 @DATASETS.register("diabetes")
 def diabetes(seed: int) -> RawData:
     """scikit-learn's bundled `load_diabetes` (regression), features centred and scaled as it does."""
-    X, y = _table("diabetes_data_raw.csv.gz", header=False, delimiter=None), _table("diabetes_target.csv.gz", header=False)
+    X, y = (
+        _table("diabetes_data_raw.csv.gz", header=False, delimiter=None),
+        _table("diabetes_target.csv.gz", header=False),
+    )
     if X is None or y is None:
         import sklearn.datasets
 
@@ -161,7 +170,9 @@ def classification(
 
 
 @DATASETS.register("regression")
-def regression(seed: int, n_samples: int = 1000, n_features: int = 10, n_informative: int = 5, noise: float = 0.1) -> RawData:
+def regression(
+    seed: int, n_samples: int = 1000, n_features: int = 10, n_informative: int = 5, noise: float = 0.1
+) -> RawData:
     from sklearn.datasets import make_regression
 
     X, y = make_regression(
@@ -185,17 +196,15 @@ def _open_data_file(path: str) -> str:
 @DATASETS.register("csv")
 def csv(seed: int, path: str, target: str, task: Task = "classification", delimiter: str = ",") -> RawData:
     """A CSV file with a header row; `target` names the label column, every other column must be numeric."""
-    import csv as csvlib
 
     path = _open_data_file(path)
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csvlib.reader(f, delimiter=delimiter))
     header, body = rows[0], [r for r in rows[1:] if r]
     if target not in header:
-        from tunekit.registry import did_you_mean
-
         raise DataError(
-            f"{path}: no column '{target}' (data.target)", did_you_mean(target, header) or f"columns: {', '.join(header)}"
+            f"{path}: no column '{target}' (data.target)",
+            did_you_mean(target, header) or f"columns: {', '.join(header)}",
         )
     if not body:
         raise DataError(f"{path}: no data rows under the header")
@@ -208,7 +217,9 @@ def csv(seed: int, path: str, target: str, task: Task = "classification", delimi
         try:
             features.append([float(v) for i, v in enumerate(row) if i != t])
         except ValueError:
-            raise DataError(f"{path}:{lineno}: a feature value is not a number", "encode categorical columns first") from None
+            raise DataError(
+                f"{path}:{lineno}: a feature value is not a number", "encode categorical columns first"
+            ) from None
     y = np.array(labels)
     if task == "regression":
         try:
@@ -239,8 +250,6 @@ def npz(
 
         def get(key: str) -> np.ndarray:
             if key not in names:
-                from tunekit.registry import did_you_mean
-
                 raise DataError(f"{path}: no array '{key}'", did_you_mean(key, names) or f"arrays: {', '.join(names)}")
             return archive[key]
 
@@ -261,25 +270,31 @@ def npz(
 class Split:
     """Train/val/test tensors plus what the model and metrics need to know about them."""
 
-    X_train: "torch.Tensor"
-    y_train: "torch.Tensor"
-    X_val: "torch.Tensor"
-    y_val: "torch.Tensor"
-    X_test: "torch.Tensor"
-    y_test: "torch.Tensor"
+    X_train: torch.Tensor
+    y_train: torch.Tensor
+    X_val: torch.Tensor
+    y_val: torch.Tensor
+    X_test: torch.Tensor
+    y_test: torch.Tensor
     task: Task
     input_shape: tuple[int, ...]
     n_classes: int | None
     y_scale: float = 1.0  # regression targets are standardized; metrics multiply back to data units
 
-    def to(self, device) -> "Split":
+    def to(self, device) -> Split:
         moved = {k: getattr(self, k).to(device) for k in ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")}
-        return Split(**moved, task=self.task, input_shape=self.input_shape, n_classes=self.n_classes, y_scale=self.y_scale)
+        return Split(
+            **moved, task=self.task, input_shape=self.input_shape, n_classes=self.n_classes, y_scale=self.y_scale
+        )
 
 
 def _check_finite(name: str, arr: np.ndarray) -> None:
     if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
-        bad = int((~np.isfinite(arr)).any(axis=tuple(range(1, arr.ndim))).sum()) if arr.ndim > 1 else int((~np.isfinite(arr)).sum())
+        bad = (
+            int((~np.isfinite(arr)).any(axis=tuple(range(1, arr.ndim))).sum())
+            if arr.ndim > 1
+            else int((~np.isfinite(arr)).sum())
+        )
         raise DataError(f"NaN or infinite values in {bad} row(s) of the {name}", "clean or impute the data first")
 
 
@@ -296,7 +311,9 @@ def split_indices(y: np.ndarray, n_hold: int, seed: int, stratify: bool) -> tupl
         counts = np.bincount(labels)
         if counts.min() >= 2 and len(classes) <= n_hold <= n - len(classes):
             take = _shares(counts, n_hold)
-            hold = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[: take[c]] for c in range(len(classes))])
+            hold = np.concatenate(
+                [rng.permutation(np.flatnonzero(labels == c))[: take[c]] for c in range(len(classes))]
+            )
             held = np.zeros(n, dtype=bool)
             held[hold] = True
             return rng.permutation(np.flatnonzero(~held)), rng.permutation(hold)
@@ -319,7 +336,6 @@ def _shares(counts: np.ndarray, total: int) -> np.ndarray:
 
 def prepare(raw: RawData, val_fraction: float, test_fraction: float, standardize: bool, seed: int) -> Split:
     """Split, encode labels, standardize with train statistics, and return CPU tensors."""
-    import torch
 
     X = np.asarray(raw.X)
     y = np.asarray(raw.y)
@@ -359,7 +375,10 @@ def prepare(raw: RawData, val_fraction: float, test_fraction: float, standardize
             return Xa, Xa[:0], ya, ya[:0]
         n_hold = int(round(len(Xa) * fraction))
         if n_hold < 1 or len(Xa) - n_hold < 1:
-            raise DataError(f"{what} split of {fraction} leaves an empty set from {len(Xa)} rows", "use more data or another fraction")
+            raise DataError(
+                f"{what} split of {fraction} leaves an empty set from {len(Xa)} rows",
+                "use more data or another fraction",
+            )
         keep, hold = split_indices(ya, n_hold, seed, stratify)
         return Xa[keep], Xa[hold], ya[keep], ya[hold]
 
@@ -370,7 +389,9 @@ def prepare(raw: RawData, val_fraction: float, test_fraction: float, standardize
         X_rest, y_rest = X, y
     else:
         X_rest, X_test, y_rest, y_test = split(X, y, test_fraction, "test")
-    X_train, X_val, y_train, y_val = split(X_rest, y_rest, val_fraction / max(1e-12, 1 - (0 if raw.X_test is not None else test_fraction)), "validation")
+    X_train, X_val, y_train, y_val = split(
+        X_rest, y_rest, val_fraction / max(1e-12, 1 - (0 if raw.X_test is not None else test_fraction)), "validation"
+    )
 
     y_scale = 1.0
     if standardize:
@@ -393,21 +414,35 @@ def prepare(raw: RawData, val_fraction: float, test_fraction: float, standardize
         return torch.as_tensor(a, dtype=torch.float32).reshape(len(a), 1)
 
     return Split(
-        features(X_train), labels(y_train), features(X_val), labels(y_val), features(X_test), labels(y_test),
-        raw.task, tuple(input_shape), n_classes, y_scale,
+        features(X_train),
+        labels(y_train),
+        features(X_val),
+        labels(y_val),
+        features(X_test),
+        labels(y_test),
+        raw.task,
+        tuple(input_shape),
+        n_classes,
+        y_scale,
     )
 
 
 _CACHE: dict[str, Split] = {}
 
 
-def load_split(name: str, args: dict, val_fraction: float, test_fraction: float, standardize: bool, seed: int,
-               loader: Callable[..., RawData | tuple] | None = None) -> Split:
+def load_split(
+    name: str,
+    args: dict,
+    val_fraction: float,
+    test_fraction: float,
+    standardize: bool,
+    seed: int,
+    loader: Callable[..., RawData | tuple] | None = None,
+) -> Split:
     """Load and split a dataset once per process: every trial in a worker reuses the tensors (they
     are never written to). A data file is read again when its size or modification time changes.
 
     A plugin loader may return RawData, or a tuple (X, y): integer labels mean classification."""
-    import json
 
     path, stamp = args.get("path"), None
     if isinstance(path, str) and os.path.isfile(os.path.expanduser(path)):
@@ -418,9 +453,13 @@ def load_split(name: str, args: dict, val_fraction: float, test_fraction: float,
         raw = (loader or DATASETS.get(name))(seed=seed, **args)
         if isinstance(raw, tuple) and len(raw) == 2:
             X, y = (np.asarray(a) for a in raw)
-            integral = y.dtype.kind in "iub" or y.dtype.kind in "OU" or (y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0))
+            integral = (
+                y.dtype.kind in "iub" or y.dtype.kind in "OU" or (y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0))
+            )
             raw = RawData(X, y, "classification" if integral else "regression")
         if not isinstance(raw, RawData):
-            raise DataError(f"data loader '{name}' returned {type(raw).__name__}; return (X, y) arrays or tunekit.data.RawData")
+            raise DataError(
+                f"data loader '{name}' returned {type(raw).__name__}; return (X, y) arrays or tunekit.data.RawData"
+            )
         _CACHE[key] = prepare(raw, val_fraction, test_fraction, standardize, seed)
     return _CACHE[key]

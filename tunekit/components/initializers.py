@@ -7,12 +7,14 @@ the model's activation, the output `head` uses 'linear' because nothing squashes
 from __future__ import annotations
 
 import math
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from tunekit.components.models import ACTIVATIONS
 from tunekit.registry import Registry
 
 # fn(weight tensor, nonlinearity, **args) -> None (in place)
@@ -129,8 +131,10 @@ def apply_init(model: nn.Module, weight: str, weight_args: dict, bias: str, bias
                     w = torch.empty_like(module.weight)
                     weight_fn(w, nonlinearity, **weight_args)
                     if (w.flatten(1).norm(dim=1) == 0).any():
-                        raise ValueError(f"init '{weight}' gives all-zero weight rows, which weight normalization "
-                                         "cannot divide by; use another init or model.weight_norm: false")
+                        raise ValueError(
+                            f"init '{weight}' gives all-zero weight rows, which weight normalization "
+                            "cannot divide by; use another init or model.weight_norm: false"
+                        )
                     module.weight = w
                 else:
                     weight_fn(module.weight, nonlinearity, **weight_args)
@@ -140,7 +144,6 @@ def apply_init(model: nn.Module, weight: str, weight_args: dict, bias: str, bias
 
 
 def _activation_gains() -> dict[str, str]:
-    from tunekit.components.models import ACTIVATIONS
 
     return {name: ACTIVATIONS.get(name)[1] for name in ACTIVATIONS}
 

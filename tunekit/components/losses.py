@@ -7,8 +7,8 @@ config say only `loss.name` and still get a model that fits.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn

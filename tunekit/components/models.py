@@ -7,12 +7,20 @@ Every model sets `activation_name` so initializers can derive their gain from it
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 import torch
 from torch import nn
 
 from tunekit.registry import Registry
+
+
+def layer_of(param_name: str) -> str:
+    """'blocks.0.linear.weight' -> 'blocks.0'; 'head.bias' -> 'head': the unit a user freezes or inspects."""
+    parts = param_name.split(".")
+    return ".".join(parts[:2]) if len(parts) > 2 and parts[1].isdigit() else parts[0]
+
 
 # name -> (module factory, nonlinearity name that torch.nn.init gains understand)
 ACTIVATIONS: Registry[tuple[Callable[[], nn.Module], str]] = Registry("activation")
@@ -31,7 +39,9 @@ for _name, _factory, _gain in [
 ]:
     ACTIVATIONS.register(_name)((_factory, _gain))
 
-Activation = Literal["relu", "leaky_relu", "elu", "selu", "gelu", "silu", "mish", "tanh", "sigmoid", "softplus", "identity"]
+Activation = Literal[
+    "relu", "leaky_relu", "elu", "selu", "gelu", "silu", "mish", "tanh", "sigmoid", "softplus", "identity"
+]
 Norm = Literal["none", "batch", "layer"]
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
@@ -57,12 +67,16 @@ def linear(input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
 class MLPBlock(nn.Module):
     """Linear -> norm -> activation -> dropout, with an optional residual connection around it."""
 
-    def __init__(self, d_in: int, d_out: int, activation: str, norm: str, dropout: float, residual: bool, weight_norm: bool):
+    def __init__(
+        self, d_in: int, d_out: int, activation: str, norm: str, dropout: float, residual: bool, weight_norm: bool
+    ):
         super().__init__()
         self.linear = nn.Linear(d_in, d_out, bias=norm != "batch")  # batch norm's shift makes a bias redundant
         if weight_norm:
             self.linear = nn.utils.parametrizations.weight_norm(self.linear)
-        self.norm = {"none": nn.Identity, "batch": lambda: nn.BatchNorm1d(d_out), "layer": lambda: nn.LayerNorm(d_out)}[norm]()
+        self.norm = {"none": nn.Identity, "batch": lambda: nn.BatchNorm1d(d_out), "layer": lambda: nn.LayerNorm(d_out)}[
+            norm
+        ]()
         self.act = ACTIVATIONS.get(activation)[0]()
         self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.residual = residual
@@ -106,8 +120,14 @@ def mlp(
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     model = MLP(
-        _flat_features(input_shape), hidden, n_outputs,
-        activation=activation, norm=norm, dropout=dropout, residual=residual, weight_norm=weight_norm,
+        _flat_features(input_shape),
+        hidden,
+        n_outputs,
+        activation=activation,
+        norm=norm,
+        dropout=dropout,
+        residual=residual,
+        weight_norm=weight_norm,
     )
     model.activation_name = activation
     return model
@@ -123,7 +143,9 @@ def _need_image(input_shape: tuple[int, ...], model: str) -> tuple[int, int, int
 
 
 def _norm2d(norm: str, channels: int) -> nn.Module:
-    return {"none": nn.Identity, "batch": lambda: nn.BatchNorm2d(channels), "layer": lambda: nn.GroupNorm(1, channels)}[norm]()
+    return {"none": nn.Identity, "batch": lambda: nn.BatchNorm2d(channels), "layer": lambda: nn.GroupNorm(1, channels)}[
+        norm
+    ]()
 
 
 @MODELS.register("cnn")
@@ -192,7 +214,12 @@ def resnet(
         raise ValueError("width must be >= 1 and blocks >= 0")
     model = nn.Sequential()
     model.add_module(
-        "stem", nn.Sequential(nn.Conv2d(c_in, width, 3, padding=1, bias=norm != "batch"), _norm2d(norm, width), ACTIVATIONS.get(activation)[0]())
+        "stem",
+        nn.Sequential(
+            nn.Conv2d(c_in, width, 3, padding=1, bias=norm != "batch"),
+            _norm2d(norm, width),
+            ACTIVATIONS.get(activation)[0](),
+        ),
     )
     model.add_module("blocks", nn.Sequential(*(ResidualBlock(width, norm, activation) for _ in range(blocks))))
     model.add_module("pool", nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()))

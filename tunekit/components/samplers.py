@@ -6,8 +6,12 @@ pruner's "step" is an epoch here, and the config should say so.
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
+import optuna
+
+from tunekit.errors import ConfigError, Problem
 from tunekit.registry import Registry
 
 SAMPLERS: Registry = Registry("sampler")
@@ -17,24 +21,26 @@ def _steps(warmup_epochs: int) -> int:
     # Optuna leaves steps < n_warmup_steps alone; tunekit reports epochs 1, 2, ..., so protecting
     # `warmup_epochs` epochs means n_warmup_steps = warmup_epochs + 1.
     return warmup_epochs + 1
+
+
 PRUNERS: Registry = Registry("pruner")
 
 
 @SAMPLERS.register("tpe")
-def tpe(space, seed: int | None = None, startup_trials: int = 10, multivariate: bool = True, constant_liar: bool = True):
+def tpe(
+    space, seed: int | None = None, startup_trials: int = 10, multivariate: bool = True, constant_liar: bool = True
+):
     """Tree-structured Parzen estimator (Optuna's default); `startup_trials` random trials first."""
-    import optuna
-
-    import warnings
 
     with warnings.catch_warnings():  # multivariate TPE is Optuna 5's default yet still flagged experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials, multivariate=multivariate, constant_liar=constant_liar)
+        return optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=startup_trials, multivariate=multivariate, constant_liar=constant_liar
+        )
 
 
 @SAMPLERS.register("random")
 def random(space, seed: int | None = None):
-    import optuna
 
     return optuna.samplers.RandomSampler(seed=seed)
 
@@ -84,7 +90,6 @@ def space_covered(sampler, study) -> bool:
 @SAMPLERS.register("grid")
 def grid(space, seed: int | None = None):
     """Every combination of the search space's choices and stepped ranges."""
-    import optuna
 
     grid_values = {}
     for p in space:
@@ -100,48 +105,52 @@ def grid(space, seed: int | None = None):
 
 @SAMPLERS.register("bruteforce")
 def bruteforce(space, seed: int | None = None):
-    import optuna
 
     return _finite(optuna.samplers.BruteForceSampler)(seed=seed)
 
 
 @SAMPLERS.register("cmaes")
-def cmaes(space, seed: int | None = None, sigma0: float | None = None, startup_trials: int = 1, restart_strategy: Literal["none", "ipop", "bipop"] = "none"):
-    import optuna
+def cmaes(
+    space,
+    seed: int | None = None,
+    sigma0: float | None = None,
+    startup_trials: int = 1,
+    restart_strategy: Literal["none", "ipop", "bipop"] = "none",
+):
 
     try:
         import cmaes as _  # noqa: F401
     except ImportError:
         raise ValueError("sampler cmaes needs the 'cmaes' package: pip install 'tunekit[samplers]'") from None
-    return optuna.samplers.CmaEsSampler(seed=seed, sigma0=sigma0, n_startup_trials=startup_trials,
-                                        restart_strategy=None if restart_strategy == "none" else restart_strategy)
+    return optuna.samplers.CmaEsSampler(
+        seed=seed,
+        sigma0=sigma0,
+        n_startup_trials=startup_trials,
+        restart_strategy=None if restart_strategy == "none" else restart_strategy,
+    )
 
 
 @SAMPLERS.register("gp")
 def gp(space, seed: int | None = None, startup_trials: int = 10):
     """Gaussian-process Bayesian optimization (needs scipy; best under ~200 trials)."""
-    import optuna
 
     return optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup_trials)
 
 
 @SAMPLERS.register("qmc")
 def qmc(space, seed: int | None = None, qmc_type: Literal["sobol", "halton"] = "sobol", scramble: bool = True):
-    import optuna
 
     return optuna.samplers.QMCSampler(seed=seed, qmc_type=qmc_type, scramble=scramble)
 
 
 @SAMPLERS.register("nsga2")
 def nsga2(space, seed: int | None = None, population_size: int = 50):
-    import optuna
 
     return optuna.samplers.NSGAIISampler(seed=seed, population_size=population_size)
 
 
 @PRUNERS.register("none")
 def none():
-    import optuna
 
     return optuna.pruners.NopPruner()
 
@@ -149,37 +158,41 @@ def none():
 @PRUNERS.register("median")
 def median(startup_trials: int = 5, warmup_epochs: int = 3, interval: int = 1):
     """Stop a trial whose metric is worse than the median of earlier trials at the same epoch."""
-    import optuna
 
-    return optuna.pruners.MedianPruner(n_startup_trials=startup_trials, n_warmup_steps=_steps(warmup_epochs), interval_steps=interval)
+    return optuna.pruners.MedianPruner(
+        n_startup_trials=startup_trials, n_warmup_steps=_steps(warmup_epochs), interval_steps=interval
+    )
 
 
 @PRUNERS.register("percentile")
 def percentile(percentile: float = 25.0, startup_trials: int = 5, warmup_epochs: int = 3, interval: int = 1):
-    import optuna
 
-    return optuna.pruners.PercentilePruner(percentile, n_startup_trials=startup_trials, n_warmup_steps=_steps(warmup_epochs), interval_steps=interval)
+    return optuna.pruners.PercentilePruner(
+        percentile, n_startup_trials=startup_trials, n_warmup_steps=_steps(warmup_epochs), interval_steps=interval
+    )
 
 
 @PRUNERS.register("successive_halving")
-def successive_halving(min_resource: int | Literal["auto"] = "auto", reduction_factor: int = 4, min_early_stopping_rate: int = 0):
-    import optuna
+def successive_halving(
+    min_resource: int | Literal["auto"] = "auto", reduction_factor: int = 4, min_early_stopping_rate: int = 0
+):
 
-    return optuna.pruners.SuccessiveHalvingPruner(min_resource=min_resource, reduction_factor=reduction_factor,
-                                                  min_early_stopping_rate=min_early_stopping_rate)
+    return optuna.pruners.SuccessiveHalvingPruner(
+        min_resource=min_resource, reduction_factor=reduction_factor, min_early_stopping_rate=min_early_stopping_rate
+    )
 
 
 @PRUNERS.register("hyperband")
 def hyperband(min_resource: int = 1, max_resource: int | Literal["auto"] = "auto", reduction_factor: int = 3):
-    import optuna
 
-    return optuna.pruners.HyperbandPruner(min_resource=min_resource, max_resource=max_resource, reduction_factor=reduction_factor)
+    return optuna.pruners.HyperbandPruner(
+        min_resource=min_resource, max_resource=max_resource, reduction_factor=reduction_factor
+    )
 
 
 @PRUNERS.register("threshold")
 def threshold(lower: float | None = None, upper: float | None = None, warmup_epochs: int = 0):
     """Stop a trial whose metric leaves [lower, upper]."""
-    import optuna
 
     if lower is None and upper is None:
         raise ValueError("give lower and/or upper, e.g. {name: threshold, lower: 0.5}")
@@ -189,7 +202,6 @@ def threshold(lower: float | None = None, upper: float | None = None, warmup_epo
 @PRUNERS.register("patient")
 def patient(patience: int = 3, min_delta: float = 0.0, wrapped: Literal["none", "median"] = "median"):
     """Wait `patience` epochs without improvement before letting the wrapped pruner decide."""
-    import optuna
 
     inner = optuna.pruners.MedianPruner() if wrapped == "median" else None
     return optuna.pruners.PatientPruner(inner, patience=patience, min_delta=min_delta)
@@ -198,17 +210,14 @@ def patient(patience: int = 3, min_delta: float = 0.0, wrapped: Literal["none", 
 def build_sampler_and_pruner(config, space, worker: int = 0):
     """Construct both from the config; a value their constructors reject is a config error at its key.
     Worker i seeds its sampler with seed + i: identically seeded workers would draw identical trials."""
-    import warnings
-
-    import optuna
-
-    from tunekit.errors import ConfigError, Problem
 
     # Several of these are stable in practice but still flagged experimental by Optuna.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     built, problems = [], []
-    for key, registry, part, extra in (("study.sampler", SAMPLERS, config.sampler, {"seed": config.seed}),
-                                       ("study.pruner", PRUNERS, config.pruner, {})):
+    for key, registry, part, extra in (
+        ("study.sampler", SAMPLERS, config.sampler, {"seed": config.seed}),
+        ("study.pruner", PRUNERS, config.pruner, {}),
+    ):
         args = {**extra, **part.args}
         if registry is SAMPLERS and args.get("seed") is not None:
             args["seed"] += worker

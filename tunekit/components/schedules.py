@@ -12,7 +12,8 @@ moves and the last warmup step lands just below the full lr.
 from __future__ import annotations
 
 import math
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 from tunekit.registry import Registry
 
@@ -149,7 +150,9 @@ class Plateau:
 class LRSchedule:
     """Sets each param group's lr = base lr x warmup/schedule factor at every unit boundary."""
 
-    def __init__(self, optimizer, factor: Callable[[int, int], float], warmup_units: int, total_units: int, interval: str):
+    def __init__(
+        self, optimizer, factor: Callable[[int, int], float], warmup_units: int, total_units: int, interval: str
+    ):
         self.optimizer = optimizer
         self.factor = factor
         self.warmup = warmup_units
@@ -190,11 +193,22 @@ class LRSchedule:
         return self.optimizer.param_groups[0]["lr"]
 
 
-def build_schedule(optimizer, name: str, args: dict, warmup_epochs: int, warmup_steps: int, interval: str, epochs: int, steps_per_epoch: int) -> LRSchedule:
+def build_schedule(
+    optimizer,
+    name: str,
+    args: dict,
+    warmup_epochs: int,
+    warmup_steps: int,
+    interval: str,
+    epochs: int,
+    steps_per_epoch: int,
+) -> LRSchedule:
     factor = SCHEDULES.get(name)(**args)
     if isinstance(factor, Plateau):
         interval = "epoch"
     per_unit = steps_per_epoch if interval == "step" else 1
     total = epochs * per_unit
-    warmup = warmup_epochs * per_unit + (warmup_steps if interval == "step" else math.ceil(warmup_steps / steps_per_epoch))
+    warmup = warmup_epochs * per_unit + (
+        warmup_steps if interval == "step" else math.ceil(warmup_steps / steps_per_epoch)
+    )
     return LRSchedule(optimizer, factor, warmup, total, interval)

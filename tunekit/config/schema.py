@@ -63,19 +63,25 @@ def config_schema() -> dict[str, Any]:
     study["properties"]["sampler"] = _component_schema(STUDY_PARTS["sampler"])
     study["properties"]["pruner"] = _component_schema(STUDY_PARTS["pruner"])
     defs: dict[str, Any] = {}
-    schema = _hoist_defs({
-        "title": "tunekit config",
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["data"],
-        "properties": {
-            "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"},
-            "seed": {"type": "integer", "minimum": 0},
-            **{section: _component_schema(spec) for section, spec in SECTIONS.items()},
-            "train": TrainSection.model_json_schema(),
-            "study": study,
-            "search": {"type": "object", "additionalProperties": SEARCH_ENTRY,
-                       "description": "dotted config keys mapped to {low, high[, log][, step]} or {choices: [...]}"},
+    schema = _hoist_defs(
+        {
+            "title": "tunekit config",
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["data"],
+            "properties": {
+                "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"},
+                "seed": {"type": "integer", "minimum": 0},
+                **{section: _component_schema(spec) for section, spec in SECTIONS.items()},
+                "train": TrainSection.model_json_schema(),
+                "study": study,
+                "search": {
+                    "type": "object",
+                    "additionalProperties": SEARCH_ENTRY,
+                    "description": "dotted config keys mapped to {low, high[, log][, step]} or {choices: [...]}",
+                },
+            },
         },
-    }, defs)
+        defs,
+    )
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema, "$defs": defs}

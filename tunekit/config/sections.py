@@ -9,12 +9,16 @@ config accepts exactly what the code takes. All types are strict: `epochs: true`
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import math
+import os
 import re
+import sys
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
@@ -191,7 +195,6 @@ class SectionSpec:
 def _builders(module: str, attr: str) -> Callable[[], Registry]:
     # Imported on first use: keeps torch out of `tunekit --help`.
     def get() -> Registry:
-        import importlib
 
         return getattr(importlib.import_module(module), attr)
 
@@ -199,17 +202,53 @@ def _builders(module: str, attr: str) -> Callable[[], Registry]:
 
 
 SECTIONS: dict[str, SectionSpec] = {
-    "data": SectionSpec("data", "name", None, DataCommon, _builders("tunekit.components.data", "DATASETS"), skip=("seed",)),
-    "model": SectionSpec("model", "name", "mlp", ModelCommon, _builders("tunekit.components.models", "MODELS"), skip=("input_shape", "n_outputs")),
-    "init": SectionSpec("init", "weight", "default", InitCommon, _builders("tunekit.components.initializers", "WEIGHT_INITS"), skip=("w", "nonlinearity")),
-    "optimizer": SectionSpec("optimizer", "name", "adamw", OptimizerCommon, _builders("tunekit.components.optimizers", "OPTIMIZERS"), skip=("params",)),
-    "schedule": SectionSpec("schedule", "name", "constant", ScheduleCommon, _builders("tunekit.components.schedules", "SCHEDULES")),
-    "loss": SectionSpec("loss", "name", "auto", LossCommon, _builders("tunekit.components.losses", "LOSSES"), builder_of=lambda spec: spec.build),
+    "data": SectionSpec(
+        "data", "name", None, DataCommon, _builders("tunekit.components.data", "DATASETS"), skip=("seed",)
+    ),
+    "model": SectionSpec(
+        "model",
+        "name",
+        "mlp",
+        ModelCommon,
+        _builders("tunekit.components.models", "MODELS"),
+        skip=("input_shape", "n_outputs"),
+    ),
+    "init": SectionSpec(
+        "init",
+        "weight",
+        "default",
+        InitCommon,
+        _builders("tunekit.components.initializers", "WEIGHT_INITS"),
+        skip=("w", "nonlinearity"),
+    ),
+    "optimizer": SectionSpec(
+        "optimizer",
+        "name",
+        "adamw",
+        OptimizerCommon,
+        _builders("tunekit.components.optimizers", "OPTIMIZERS"),
+        skip=("params",),
+    ),
+    "schedule": SectionSpec(
+        "schedule", "name", "constant", ScheduleCommon, _builders("tunekit.components.schedules", "SCHEDULES")
+    ),
+    "loss": SectionSpec(
+        "loss",
+        "name",
+        "auto",
+        LossCommon,
+        _builders("tunekit.components.losses", "LOSSES"),
+        builder_of=lambda spec: spec.build,
+    ),
 }
 
 STUDY_PARTS = {
-    "sampler": SectionSpec("study.sampler", "name", "tpe", Strict, _builders("tunekit.components.samplers", "SAMPLERS"), skip=("space",)),
-    "pruner": SectionSpec("study.pruner", "name", "median", Strict, _builders("tunekit.components.samplers", "PRUNERS")),
+    "sampler": SectionSpec(
+        "study.sampler", "name", "tpe", Strict, _builders("tunekit.components.samplers", "SAMPLERS"), skip=("space",)
+    ),
+    "pruner": SectionSpec(
+        "study.pruner", "name", "median", Strict, _builders("tunekit.components.samplers", "PRUNERS")
+    ),
 }
 
 PLUGIN_SECTIONS = ("data", "model")
@@ -235,10 +274,9 @@ def lookup(section: str, name: str) -> Any:
     module_name, _, attr = name.partition(":")
     root = module_name.split(".")[0]
     if root not in ALLOWED_PLUGINS:
-        raise PluginRefused(f"'{name}' is user code, and importing it runs it", f"pass --allow-plugin {root} to allow it")
-    import importlib
-    import os
-    import sys
+        raise PluginRefused(
+            f"'{name}' is user code, and importing it runs it", f"pass --allow-plugin {root} to allow it"
+        )
 
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # plugins usually sit beside the config, like `python -m` would see them
@@ -255,7 +293,7 @@ def lookup(section: str, name: str) -> Any:
 TOP_LEVEL = ["name", "seed", *SECTIONS, "train", "study", "search"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _args_model(fn: Callable, skip: tuple[str, ...]) -> type[BaseModel]:
     """A strict pydantic model of a builder's keyword arguments, from its signature and type hints."""
     hints = typing.get_type_hints(fn, include_extras=True)
@@ -332,7 +370,9 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
     by_path: dict[str, Problem] = {}
     for p in problems:
         kept = by_path.get(p.path)
-        if kept is None or (kept.message.startswith("Input should be a valid") and not p.message.startswith("Input should be a valid")):
+        if kept is None or (
+            kept.message.startswith("Input should be a valid") and not p.message.startswith("Input should be a valid")
+        ):
             by_path[p.path] = p
     return list(by_path.values())
 
@@ -342,7 +382,13 @@ def check_component(spec: SectionSpec, raw: Any) -> tuple[Component | None, list
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        return None, [Problem(section, f"must be a mapping, got {type(raw).__name__}", hint=f"e.g. {section}: {{{spec.name_key}: ...}}")]
+        return None, [
+            Problem(
+                section,
+                f"must be a mapping, got {type(raw).__name__}",
+                hint=f"e.g. {section}: {{{spec.name_key}: ...}}",
+            )
+        ]
     raw = dict(raw)
     name = raw.pop(spec.name_key, spec.default_name)
     if name is None:
@@ -372,7 +418,11 @@ def check_component(spec: SectionSpec, raw: Any) -> tuple[Component | None, list
     for key in arg_raw:
         if key not in allowed:
             options = allowed + sorted(common_keys)
-            hint = did_you_mean(key, options) or (f"{section} '{name}' takes: {', '.join(options)}" if options else f"{section} '{name}' takes no arguments")
+            hint = did_you_mean(key, options) or (
+                f"{section} '{name}' takes: {', '.join(options)}"
+                if options
+                else f"{section} '{name}' takes no arguments"
+            )
             problems.append(Problem(f"{section}.{key}", f"unknown key for {section} '{name}'", hint=hint))
     try:
         validated = model(**{k: v for k, v in arg_raw.items() if k in allowed})
@@ -424,7 +474,13 @@ def check_sections(raw: dict[str, Any]) -> tuple[Config | None, list[Problem]]:
     problems: list[Problem] = []
     for key in raw:
         if key not in TOP_LEVEL:
-            problems.append(Problem(str(key), "unknown section", hint=did_you_mean(str(key), TOP_LEVEL) or f"sections: {', '.join(TOP_LEVEL)}"))
+            problems.append(
+                Problem(
+                    str(key),
+                    "unknown section",
+                    hint=did_you_mean(str(key), TOP_LEVEL) or f"sections: {', '.join(TOP_LEVEL)}",
+                )
+            )
     if "data" not in raw:
         problems.append(Problem("data", "required section is missing", hint="e.g. data: {name: digits}"))
 

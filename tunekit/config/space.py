@@ -12,9 +12,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tunekit.config.load import apply_params, get_path
+from tunekit.config.paths import apply_params, get_path
 from tunekit.config.sections import SECTIONS, Config, check_sections, is_finite_number
-from tunekit.errors import Problem
+from tunekit.errors import ConfigError, Problem
 from tunekit.registry import did_you_mean
 
 ENTRY_KEYS = ["low", "high", "log", "step", "choices", "type", "when"]
@@ -79,32 +79,65 @@ class Param:
         if self.kind == "categorical":
             text = "{" + ", ".join(json.dumps(c) for c in self.choices) + "}"
         else:
-            text = f"[{self.low}, {self.high}]" + (" log" if self.log else "") + (f" step {self.step}" if self.step else "")
+            text = (
+                f"[{self.low}, {self.high}]"
+                + (" log" if self.log else "")
+                + (f" step {self.step}" if self.step else "")
+            )
         if self.when:
             text += "  when " + ", ".join(f"{k} in {v}" for k, v in self.when.items())
         return text
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"kind": self.kind, "low": self.low, "high": self.high, "log": self.log, "step": self.step,
-                "choices": self.labels, "when": {k: [_label(x) for x in v] for k, v in sorted(self.when.items())}}
+        return {
+            "kind": self.kind,
+            "low": self.low,
+            "high": self.high,
+            "log": self.log,
+            "step": self.step,
+            "choices": self.labels,
+            "when": {k: [_label(x) for x in v] for k, v in sorted(self.when.items())},
+        }
 
 
 def _parse_entry(key: str, spec: Any) -> tuple[Param | None, list[Problem]]:
     where = f"search.{key}"
     if not isinstance(spec, dict):
-        return None, [Problem(where, "must be {low: .., high: ..} or {choices: [...]}", hint="e.g. {low: 1e-4, high: 1e-1, log: true}")]
+        return None, [
+            Problem(
+                where, "must be {low: .., high: ..} or {choices: [...]}", hint="e.g. {low: 1e-4, high: 1e-1, log: true}"
+            )
+        ]
     problems = []
     for k in spec:
         if k not in ENTRY_KEYS:
-            problems.append(Problem(f"{where}.{k}", "unknown key in a search entry", hint=did_you_mean(str(k), ENTRY_KEYS) or f"keys: {', '.join(ENTRY_KEYS)}"))
+            problems.append(
+                Problem(
+                    f"{where}.{k}",
+                    "unknown key in a search entry",
+                    hint=did_you_mean(str(k), ENTRY_KEYS) or f"keys: {', '.join(ENTRY_KEYS)}",
+                )
+            )
     when = spec.get("when") or {}
     if not isinstance(when, dict):
-        problems.append(Problem(f"{where}.when", "must map search keys to their allowed values", hint="e.g. when: {optimizer.name: [sgd]}"))
+        problems.append(
+            Problem(
+                f"{where}.when",
+                "must map search keys to their allowed values",
+                hint="e.g. when: {optimizer.name: [sgd]}",
+            )
+        )
         when = {}
     when = {str(k): (v if isinstance(v, list) else [v]) for k, v in when.items()}
     explicit = spec.get("type")
     if explicit is not None and explicit not in ("float", "int", "categorical"):
-        problems.append(Problem(f"{where}.type", f"'{explicit}' is not one of: float, int, categorical", hint=did_you_mean(str(explicit), ["float", "int", "categorical"])))
+        problems.append(
+            Problem(
+                f"{where}.type",
+                f"'{explicit}' is not one of: float, int, categorical",
+                hint=did_you_mean(str(explicit), ["float", "int", "categorical"]),
+            )
+        )
         return None, problems
 
     if "choices" in spec:
@@ -122,7 +155,9 @@ def _parse_entry(key: str, spec: Any) -> tuple[Param | None, list[Problem]]:
         return (None if problems else Param(key, "categorical", choices=choices, when=when)), problems
 
     if "low" not in spec or "high" not in spec:
-        return None, problems + [Problem(where, "needs both low and high, or choices", hint="e.g. {low: 16, high: 256}")]
+        return None, problems + [
+            Problem(where, "needs both low and high, or choices", hint="e.g. {low: 16, high: 256}")
+        ]
     low, high, log, step = spec["low"], spec["high"], spec.get("log", False), spec.get("step")
     for name, v in (("low", low), ("high", high)):
         if not is_finite_number(v):
@@ -136,7 +171,11 @@ def _parse_entry(key: str, spec: Any) -> tuple[Param | None, list[Problem]]:
     if low > high:
         problems.append(Problem(where, f"`low <= high` must hold, but got (low={low}, high={high})"))
     if log and low <= 0:
-        problems.append(Problem(f"{where}.low", f"a log range needs low > 0, got {low}", hint="use a small positive low such as 1e-6"))
+        problems.append(
+            Problem(
+                f"{where}.low", f"a log range needs low > 0, got {low}", hint="use a small positive low such as 1e-6"
+            )
+        )
     if log and step is not None:
         problems.append(Problem(where, "step and log cannot be combined", hint="drop one of them"))
     ints = all(isinstance(v, int) for v in (low, high) if v is not None) and (step is None or isinstance(step, int))
@@ -168,7 +207,7 @@ class SearchSpace:
         return next((p for p in self.params if p.key == key), None)
 
     @classmethod
-    def parse(cls, config: Config) -> tuple["SearchSpace", list[Problem]]:
+    def parse(cls, config: Config) -> tuple[SearchSpace, list[Problem]]:
         params, problems = cls.parse_entries(config.search)
         if problems:
             return cls(params), problems
@@ -219,12 +258,21 @@ class SearchSpace:
             if len(failures) < len(branches):
                 rejecting = [b[switch.key] for b in branches if json.dumps(b) in failures]
                 accepting = [b[switch.key] for b in branches if json.dumps(b) not in failures]
-                problems.append(Problem(f"search.{p.key}", f"not accepted when {switch.key} is {', '.join(map(str, rejecting))}",
-                                        hint=f"add when: {{{switch.key}: [{', '.join(map(str, accepting))}]}}"))
+                problems.append(
+                    Problem(
+                        f"search.{p.key}",
+                        f"not accepted when {switch.key} is {', '.join(map(str, rejecting))}",
+                        hint=f"add when: {{{switch.key}: [{', '.join(map(str, accepting))}]}}",
+                    )
+                )
                 continue
             value, first = next(iter(failures.values()))
             detail = first.message if first.path == p.key else f"{first.path}: {first.message}"
-            problems.append(Problem(f"search.{p.key}", f"value {json.dumps(value)} gives an invalid config: {detail}", hint=first.hint))
+            problems.append(
+                Problem(
+                    f"search.{p.key}", f"value {json.dumps(value)} gives an invalid config: {detail}", hint=first.hint
+                )
+            )
         return problems
 
     def sample(self, trial) -> dict[str, Any]:
@@ -239,7 +287,9 @@ class SearchSpace:
         """Optuna params that reproduce the config's base values (trial 0), where the space contains them."""
         values, labels = {}, {}
         for p in self.params:
-            if not all(k in values and _label(values[k]) in [_label(x) for x in allowed] for k, allowed in p.when.items()):
+            if not all(
+                k in values and _label(values[k]) in [_label(x) for x in allowed] for k, allowed in p.when.items()
+            ):
                 continue
             base = get_path(raw, p.key)
             if base is not None and p.contains(base):
@@ -272,11 +322,23 @@ def _check_conditions(params: list[Param], by_key: dict[str, Param]) -> list[Pro
             if k == p.key:
                 problems.append(Problem(where, "an entry cannot be conditional on itself"))
             elif parent is None:
-                problems.append(Problem(where, "when: must name another search entry", hint=did_you_mean(k, list(by_key)) or "condition on a key that is searched"))
+                problems.append(
+                    Problem(
+                        where,
+                        "when: must name another search entry",
+                        hint=did_you_mean(k, list(by_key)) or "condition on a key that is searched",
+                    )
+                )
             elif parent.kind == "categorical":
                 for v in allowed:
                     if _label(v) not in parent.labels:
-                        problems.append(Problem(where, f"{json.dumps(v)} is not among the choices of {k}", hint=did_you_mean(str(v), [str(c) for c in parent.choices])))
+                        problems.append(
+                            Problem(
+                                where,
+                                f"{json.dumps(v)} is not among the choices of {k}",
+                                hint=did_you_mean(str(v), [str(c) for c in parent.choices]),
+                            )
+                        )
     return problems
 
 
@@ -289,9 +351,9 @@ def _define_by_run_order(params: list[Param]) -> list[Param]:
         if state.get(p.key) == "done":
             return
         if p.key in chain:
-            from tunekit.errors import ConfigError
-
-            raise ConfigError([Problem(f"search.{p.key}.when", f"conditions form a cycle: {' -> '.join(chain + (p.key,))}")])
+            raise ConfigError(
+                [Problem(f"search.{p.key}.when", f"conditions form a cycle: {' -> '.join(chain + (p.key,))}")]
+            )
         for k in p.when:
             visit(by_key[k], chain + (p.key,))
         state[p.key] = "done"

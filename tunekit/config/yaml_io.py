@@ -9,12 +9,13 @@ It only ever uses the safe constructor: a `!!python/...` tag is an error, never 
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
-from tunekit.errors import ConfigError, Problem
+from tunekit.errors import ConfigError, DataError, Problem, UsageError
 
 MAX_BYTES = 1_000_000  # a config is a page of text; anything bigger is a mistake or an attack
 MAX_NODES = 100_000  # counted with aliases expanded: stops "billion laughs" documents
@@ -31,9 +32,7 @@ _Loader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag not in (_FLOAT_TAG, _BOOL_TAG)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-_Loader.add_implicit_resolver(
-    _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
+_Loader.add_implicit_resolver(_BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 _Loader.add_implicit_resolver(
     _FLOAT_TAG,
     re.compile(
@@ -136,18 +135,15 @@ def parse_yaml(text: str, source: str | None = None) -> Document:
 
 def read_yaml_file(path: str) -> Document:
     """Read a config file (or '-' for stdin) into a Document."""
-    import sys
-
-    from tunekit.errors import UsageError
 
     if path == "-":
         if sys.stdin is None or sys.stdin.isatty():
-            raise UsageError("reading the config from stdin, but stdin is a terminal", "pipe a config in: cat c.yaml | tunekit ... -")
+            raise UsageError(
+                "reading the config from stdin, but stdin is a terminal", "pipe a config in: cat c.yaml | tunekit ... -"
+            )
         raw = sys.stdin.buffer.read(MAX_BYTES + 1)
         source = "<stdin>"
     else:
-        from tunekit.errors import DataError
-
         try:
             with open(path, "rb") as f:
                 raw = f.read(MAX_BYTES + 1)

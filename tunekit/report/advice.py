@@ -37,19 +37,26 @@ def edge_of_range(space: dict, trials: list[dict], best: dict | None) -> list[st
             continue  # a handful of integers: every value is an "edge"
         pos = _position(value, dist["low"], dist["high"], dist["log"])
         if pos >= 1 - EDGE:
-            out.append(f"{key}: the best value {_fmt(value)} sits at the top of its range [{_fmt(dist['low'])}, {_fmt(dist['high'])}]; "
-                       f"raise `high` (the optimum may lie beyond)")
+            out.append(
+                f"{key}: the best value {_fmt(value)} sits at the top of its range [{_fmt(dist['low'])}, {_fmt(dist['high'])}]; "
+                f"raise `high` (the optimum may lie beyond)"
+            )
         elif pos <= EDGE:
-            out.append(f"{key}: the best value {_fmt(value)} sits at the bottom of its range [{_fmt(dist['low'])}, {_fmt(dist['high'])}]; "
-                       f"lower `low` (the optimum may lie beyond)")
+            out.append(
+                f"{key}: the best value {_fmt(value)} sits at the bottom of its range [{_fmt(dist['low'])}, {_fmt(dist['high'])}]; "
+                f"lower `low` (the optimum may lie beyond)"
+            )
     return out
 
 
 def negligible(importance: dict[str, float], n_complete: int) -> list[str]:
     if n_complete < 10:
         return []
-    return [f"{key}: barely matters here (importance {share:.2f}); fix it and spend the trials elsewhere"
-            for key, share in importance.items() if share < NEGLIGIBLE]
+    return [
+        f"{key}: barely matters here (importance {share:.2f}); fix it and spend the trials elsewhere"
+        for key, share in importance.items()
+        if share < NEGLIGIBLE
+    ]
 
 
 def divergence_region(space: dict, trials: list[dict]) -> list[str]:
@@ -59,7 +66,11 @@ def divergence_region(space: dict, trials: list[dict]) -> list[str]:
     for key, dist in space.items():
         if dist["kind"] not in ("float", "int"):
             continue
-        points = sorted((t["params"][key], t["state"] == "FAIL" and t.get("reason") in DIVERGED) for t in finished if key in t["params"])
+        points = sorted(
+            (t["params"][key], t["state"] == "FAIL" and t.get("reason") in DIVERGED)
+            for t in finished
+            if key in t["params"]
+        )
         if len(points) < 6 or sum(d for _, d in points) < 3:
             continue
         best_claim = None
@@ -68,16 +79,25 @@ def divergence_region(space: dict, trials: list[dict]) -> list[str]:
                 region = points[i:] if side == "above" else points[:i]
                 rest = points[:i] if side == "above" else points[i:]
                 failed = sum(d for _, d in region)
-                if len(region) >= 3 and failed / len(region) >= 0.8 and sum(d for _, d in rest) / max(1, len(rest)) <= 0.3:
+                if (
+                    len(region) >= 3
+                    and failed / len(region) >= 0.8
+                    and sum(d for _, d in rest) / max(1, len(rest)) <= 0.3
+                ):
                     cut = points[i][0] if side == "above" else points[i - 1][0]
                     claim = (len(region), side, cut, failed)
                     # The region with the most failures, and among those the purest: "5 of 5" beats "5 of 6".
-                    if best_claim is None or (failed, failed / len(region)) > (best_claim[3], best_claim[3] / best_claim[0]):
+                    if best_claim is None or (failed, failed / len(region)) > (
+                        best_claim[3],
+                        best_claim[3] / best_claim[0],
+                    ):
                         best_claim = claim
         if best_claim:
             n, side, cut, failed = best_claim
             sign, bound = (">=", "high") if side == "above" else ("<=", "low")
-            out.append(f"{key} {sign} {_fmt(cut)} diverged in {failed} of {n} trials; move `{bound}` to exclude that region")
+            out.append(
+                f"{key} {sign} {_fmt(cut)} diverged in {failed} of {n} trials; move `{bound}` to exclude that region"
+            )
     return out
 
 
@@ -89,8 +109,10 @@ def too_few_trials(space: dict, n_complete: int, size: int | None) -> list[str]:
         needed = min(needed, size)
     if n_complete >= needed:
         return []
-    return [f"{n_complete} completed or pruned trials for {len(space)} searched parameters: a sampler needs about {needed} "
-            f"to map this space; continue with --trials {needed}"]
+    return [
+        f"{n_complete} completed or pruned trials for {len(space)} searched parameters: a sampler needs about {needed} "
+        f"to map this space; continue with --trials {needed}"
+    ]
 
 
 def advise(summary: dict[str, Any], space: dict) -> list[str]:
@@ -99,10 +121,22 @@ def advise(summary: dict[str, Any], space: dict) -> list[str]:
     n_informative = n_complete + summary["states"]["PRUNED"]  # pruned trials inform the sampler too
     size = 1
     for dist in space.values():
-        size = None if size is None or (dist["kind"] == "float" and not dist["step"]) else size * (
-            len(dist["choices"]) if dist["kind"] == "categorical" else int(round((dist["high"] - dist["low"]) / (dist["step"] or 1))) + 1)
-    return (edge_of_range(space, trials, best) + divergence_region(space, trials)
-            + negligible(summary.get("importance", {}), n_complete) + too_few_trials(space, n_informative, size))
+        size = (
+            None
+            if size is None or (dist["kind"] == "float" and not dist["step"])
+            else size
+            * (
+                len(dist["choices"])
+                if dist["kind"] == "categorical"
+                else int(round((dist["high"] - dist["low"]) / (dist["step"] or 1))) + 1
+            )
+        )
+    return (
+        edge_of_range(space, trials, best)
+        + divergence_region(space, trials)
+        + negligible(summary.get("importance", {}), n_complete)
+        + too_few_trials(space, n_informative, size)
+    )
 
 
 def sparkline(values: list[float], maximize: bool, width: int = 40) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from typing import Any
 
 from rich.console import Console
@@ -43,7 +44,11 @@ def _objective_names(summary: dict) -> list[str]:
 def report_table(summary: dict, console: Console, top: int = 10) -> None:
     s = summary
     states = ", ".join(f"{n} {k.lower()}" for k, n in s["states"].items() if n)
-    goal = ", ".join(f"{o['direction']} {o['metric']}" for o in s["objectives"]) if s.get("objectives") else f"{s['direction']} {s['metric']}"
+    goal = (
+        ", ".join(f"{o['direction']} {o['metric']}" for o in s["objectives"])
+        if s.get("objectives")
+        else f"{s['direction']} {s['metric']}"
+    )
     console.print(f"[bold]{s['study']}[/]  {s['n_trials']} trials ({states or 'none'})  {goal}")
     if s.get("pruning"):
         console.print(f"pruning: {s['pruning']}")
@@ -69,8 +74,13 @@ def report_table(summary: dict, console: Console, top: int = 10) -> None:
             table.add_column(short[k], no_wrap=True)
         for t in ranked:
             values = t["value"] if isinstance(t["value"], list) else [t["value"]]
-            table.add_row(str(t["number"]), *(_fmt(v) for v in values), _fmt(t.get("best_epoch")), _fmt(t["duration_s"]),
-                          *(_fmt(t["params"].get(k)) for k in keys))
+            table.add_row(
+                str(t["number"]),
+                *(_fmt(v) for v in values),
+                _fmt(t.get("best_epoch")),
+                _fmt(t["duration_s"]),
+                *(_fmt(t["params"].get(k)) for k in keys),
+            )
         console.print(table)
     if s.get("history"):
         console.print(f"best so far, trial by trial: {s['history']}")
@@ -95,8 +105,16 @@ def report_csv(summary: dict) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["number", "state", "value", "reason", "duration_s", *keys])
     for t in summary["trials"]:
-        writer.writerow([t["number"], t["state"], "" if t["value"] is None else t["value"], t["reason"] or "",
-                         "" if t["duration_s"] is None else t["duration_s"], *(_csv_value(t["params"].get(k)) for k in keys)])
+        writer.writerow(
+            [
+                t["number"],
+                t["state"],
+                "" if t["value"] is None else t["value"],
+                t["reason"] or "",
+                "" if t["duration_s"] is None else t["duration_s"],
+                *(_csv_value(t["params"].get(k)) for k in keys),
+            ]
+        )
     return out.getvalue()
 
 
@@ -106,13 +124,21 @@ def _csv_value(v: Any) -> str:
 
 def report_markdown(summary: dict, top: int = 10) -> str:
     s = summary
-    lines = [f"## Study `{s['study']}`", "",
-             f"{s['n_trials']} trials: " + ", ".join(f"{n} {k.lower()}" for k, n in s["states"].items() if n)
-             + f"; {s['direction']} `{s['metric']}`.", ""]
+    lines = [
+        f"## Study `{s['study']}`",
+        "",
+        f"{s['n_trials']} trials: "
+        + ", ".join(f"{n} {k.lower()}" for k, n in s["states"].items() if n)
+        + f"; {s['direction']} `{s['metric']}`.",
+        "",
+    ]
     names = _objective_names(s)
     if s.get("best"):
         values = s["best"]["value"] if isinstance(s["best"]["value"], list) else [s["best"]["value"]]
-        lines += [f"**Best:** trial #{s['best']['number']}, " + ", ".join(f"{n} = {v:.4g}" for n, v in zip(names, values)), ""]
+        lines += [
+            f"**Best:** trial #{s['best']['number']}, " + ", ".join(f"{n} = {v:.4g}" for n, v in zip(names, values)),
+            "",
+        ]
     ranked = _ranked(s)[:top]
     if ranked:
         keys = sorted({k for t in ranked for k in t["params"]})
@@ -120,17 +146,27 @@ def report_markdown(summary: dict, top: int = 10) -> str:
         lines.append("|---|" + "---|" * (len(names) + len(keys)))
         for t in ranked:
             values = t["value"] if isinstance(t["value"], list) else [t["value"]]
-            lines.append(f"| {t['number']} | " + " | ".join([_fmt(v) for v in values] + [_fmt(t["params"].get(k)) for k in keys]) + " |")
+            lines.append(
+                f"| {t['number']} | "
+                + " | ".join([_fmt(v) for v in values] + [_fmt(t["params"].get(k)) for k in keys])
+                + " |"
+            )
         lines.append("")
     if s.get("importance"):
-        lines += ["| parameter | importance |", "|---|---|"] + [f"| {k} | {v:.2f} |" for k, v in s["importance"].items()] + [""]
+        lines += (
+            ["| parameter | importance |", "|---|---|"]
+            + [f"| {k} | {v:.2f} |" for k, v in s["importance"].items()]
+            + [""]
+        )
     if s.get("advice"):
         lines += ["**Advice**", ""] + [f"- {a}" for a in s["advice"]] + [""]
     return "\n".join(lines)
 
 
 def train_table(result: dict, console: Console) -> None:
-    console.print(f"trained {result['epochs']} epochs on {result['device']} in {result['duration_s']:.1f}s (best epoch {result.get('best_epoch')})")
+    console.print(
+        f"trained {result['epochs']} epochs on {result['device']} in {result['duration_s']:.1f}s (best epoch {result.get('best_epoch')})"
+    )
     table = Table(show_edge=False)
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -146,7 +182,6 @@ def train_table(result: dict, console: Console) -> None:
 
 def text_plot(xs: list[float], ys: list[float], width: int = 60, height: int = 12, mark: float | None = None) -> str:
     """A log-x line plot in text, for terminals: the lr-find curve."""
-    import math
 
     if not xs:
         return ""
@@ -163,7 +198,11 @@ def text_plot(xs: list[float], ys: list[float], width: int = 60, height: int = 1
         for row in grid:
             if row[col] == " ":
                 row[col] = "│"
-    lines = [f"{y1:9.3g} ┤" + "".join(grid[0])] + ["          │" + "".join(r) for r in grid[1:-1]] + [f"{y0:9.3g} ┤" + "".join(grid[-1])]
+    lines = (
+        [f"{y1:9.3g} ┤" + "".join(grid[0])]
+        + ["          │" + "".join(r) for r in grid[1:-1]]
+        + [f"{y0:9.3g} ┤" + "".join(grid[-1])]
+    )
     lines.append("          └" + "─" * width)
     lines.append(f"           {xs[0]:<.0e}" + " " * max(1, width - 14) + f"{xs[-1]:.0e}  (lr, log scale)")
     return "\n".join(lines)

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import math
+import sys
+import warnings
 from collections import Counter
 from typing import Any
+
+import optuna
+
+from tunekit.report.advice import advise, sparkline
 
 
 def _state(trial) -> str:
@@ -40,8 +46,6 @@ def _optuna_importance():
     scikit-learn is installed, as it is for the bundled datasets: ~1.5 s added to every search's end
     and every `tunekit report`. With `sklearn` marked missing for that one import, Optuna's lazy
     `try_import` records fANOVA as unavailable and PED-ANOVA, pure numpy, is unaffected."""
-    import sys
-
     if "optuna.importance" in sys.modules or "sklearn" in sys.modules:
         import optuna.importance
 
@@ -56,7 +60,6 @@ def _optuna_importance():
 
 def importance(study) -> dict[str, float]:
     """Each parameter's share of the metric's variance (Optuna's PED-ANOVA); {} when too few trials."""
-    import optuna
 
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
     if len(complete) < 3 or not any(t.params for t in complete):
@@ -66,9 +69,7 @@ def importance(study) -> dict[str, float]:
         if len(study.directions) > 1:
             # Importance for the first objective; PED-ANOVA reads its target as lower-is-better.
             sign = -1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
-            target = lambda t: sign * t.values[0]  # noqa: E731
-        import warnings
-
+            target = lambda t: sign * t.values[0]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # its "low target" reminder: handled by the sign above
             return {k: float(v) for k, v in _optuna_importance().get_param_importances(study, target=target).items()}
@@ -79,7 +80,6 @@ def importance(study) -> dict[str, float]:
 def pick_best(study):
     """The best trial; with several objectives, the Pareto-front member best in the first
     objective (ties broken by the next), a rule stated in the report. None before any completes."""
-    import optuna
 
     if len(study.directions) == 1:
         try:
@@ -94,8 +94,6 @@ def pick_best(study):
 
 
 def summarize(study, storage: str) -> dict[str, Any]:
-    import optuna
-
     attrs = study.user_attrs
     trials = study.get_trials(deepcopy=False)
     states = Counter(_state(t) for t in trials)
@@ -103,15 +101,23 @@ def summarize(study, storage: str) -> dict[str, Any]:
     best = None
     bt = pick_best(study)
     if bt is not None:
-        best = {"number": bt.number, "value": bt.value if len(bt.values) == 1 else list(bt.values), "params": dict(bt.params),
-                "config": bt.user_attrs.get("config"), "metrics": outcome(bt).get("metrics"), "best_epoch": outcome(bt).get("best_epoch")}
+        best = {
+            "number": bt.number,
+            "value": bt.value if len(bt.values) == 1 else list(bt.values),
+            "params": dict(bt.params),
+            "config": bt.user_attrs.get("config"),
+            "metrics": outcome(bt).get("metrics"),
+            "best_epoch": outcome(bt).get("best_epoch"),
+        }
     several = len(study.directions) > 1
     extra = {}
     if several:
-        extra = {"objectives": attrs.get("tunekit.objectives"),
-                 "pareto": sorted(t.number for t in study.best_trials),
-                 "best_rule": "the Pareto-front member best in the first objective",
-                 "pruning": "off: Optuna cannot prune a study with several objectives"}
+        extra = {
+            "objectives": attrs.get("tunekit.objectives"),
+            "pareto": sorted(t.number for t in study.best_trials),
+            "best_rule": "the Pareto-front member best in the first objective",
+            "pruning": "off: Optuna cannot prune a study with several objectives",
+        }
     summary = {
         "study": study.study_name,
         "storage": storage,
@@ -125,10 +131,12 @@ def summarize(study, storage: str) -> dict[str, Any]:
         "trials": [trial_row(t) for t in trials],
         "importance": importance(study),
     }
-    from tunekit.report.advice import advise, sparkline
-
     summary["advice"] = advise(summary, attrs.get("tunekit.space") or {})
-    values = [t["value"] if not isinstance(t["value"], list) else t["value"][0] for t in summary["trials"] if t["state"] == "COMPLETE"]
+    values = [
+        t["value"] if not isinstance(t["value"], list) else t["value"][0]
+        for t in summary["trials"]
+        if t["state"] == "COMPLETE"
+    ]
     first_direction = summary["direction"][0] if several else summary["direction"]
     summary["history"] = sparkline(values, first_direction == "maximize")
     return summary

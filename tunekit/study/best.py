@@ -14,9 +14,10 @@ def write_best(study, study_dir: StudyDir) -> None:
         return
     raw = best.user_attrs.get("config")
     if raw is not None:
-        names = [o["metric"] for o in study.user_attrs.get("tunekit.objectives") or []] or [study.user_attrs.get("tunekit.metric")]
+        names = [o["metric"] for o in study.user_attrs.get("tunekit.objectives") or []] or [
+            study.user_attrs.get("tunekit.metric")
+        ]
         shown = ", ".join(f"{n} = {v:.6g}" for n, v in zip(names, best.values))
         rule = " (Pareto front member best in the first objective)" if len(best.values) > 1 else ""
         header = f"# best trial #{best.number} of study '{study.study_name}'{rule}: {shown}\n"
         write_text(study_dir.best_yaml, header + dump_yaml(raw))
-

@@ -44,4 +44,3 @@ def close_failed(study, trial) -> None:
     with contextlib.suppress(Exception):
         trial.set_user_attr("reason", "error")
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
-

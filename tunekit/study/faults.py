@@ -15,6 +15,8 @@ import os
 import signal
 import time
 
+import torch
+
 ACTIONS = {"raise", "oom", "nan", "hang", "sigint", "sigterm", "sigkill"}
 
 
@@ -36,12 +38,8 @@ def fire(trial: int, epoch: int, model) -> None:
     if action == "raise":
         raise RuntimeError(f"injected fault in trial {trial} at epoch {epoch}")
     if action == "oom":
-        import torch
-
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (injected)")
     if action == "nan":
-        import torch
-
         with torch.no_grad():
             for p in model.parameters():
                 p.fill_(float("nan"))

@@ -14,24 +14,32 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from tunekit.train.vectorized import is_member_key
+import optuna
+
 from tunekit.components.samplers import space_covered, space_is_finite
 from tunekit.study.closing import close_failed
 from tunekit.study.trial import TrialJob
+from tunekit.train.vectorized import fit_population, is_member_key, why_not
 
 if TYPE_CHECKING:
     from tunekit.config.sections import Config
-    from tunekit.runs import StudyDir
     from tunekit.config.space import SearchSpace
+    from tunekit.runs import StudyDir
     from tunekit.study.options import SearchOptions
 
 
-def ask_population(study, size: int, config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOptions,
-                   deadline: float | None) -> list[TrialJob]:
+def ask_population(
+    study,
+    size: int,
+    config: Config,
+    space: SearchSpace,
+    study_dir: StudyDir,
+    opts: SearchOptions,
+    deadline: float | None,
+) -> list[TrialJob]:
     """Ask `size` trials meant to train together (called under the ask lock, so no other local
     worker can take the trials queued here). If anything fails midway, the trials asked so far are
     closed as failed, never left RUNNING."""
-    import optuna
 
     asked = []
     try:
@@ -88,7 +96,6 @@ def train_jobs(jobs: list[TrialJob], log, told: set[str]) -> list[tuple[str, Any
 
 
 def _train_group(group: list[TrialJob], log, told: set[str]) -> list[tuple[str, Any]]:
-    from tunekit.train.vectorized import fit_population, why_not
 
     if len(group) == 1:
         return [group[0].train_alone()]
@@ -116,12 +123,19 @@ def _train_group(group: list[TrialJob], log, told: set[str]) -> list[tuple[str, 
                     outcomes[i] = job.train_alone()
         else:
             shuffle_seed = members[0].seed
-            results = fit_population([j.run for j in members], shuffle_seed=shuffle_seed, monitor=members[0].monitor,
-                                     direction=members[0].direction, on_epoch=[j.on_epoch for j in members])
+            results = fit_population(
+                [j.run for j in members],
+                shuffle_seed=shuffle_seed,
+                monitor=members[0].monitor,
+                direction=members[0].direction,
+                on_epoch=[j.on_epoch for j in members],
+            )
             if _out_of_memory_at_once(members, results):
                 # K copies of a model that fits once may not fit K times: try the population in halves,
                 # down to single trials (which then fail as oom like any trial), before failing anyone.
-                log(f"a population of {len(members)} ran out of memory before its first epoch ended: training it in halves")
+                log(
+                    f"a population of {len(members)} ran out of memory before its first epoch ended: training it in halves"
+                )
                 for job in members:
                     job.release()
                 half = len(members) // 2
@@ -131,7 +145,9 @@ def _train_group(group: list[TrialJob], log, told: set[str]) -> list[tuple[str, 
                 for job in members[1:]:  # so that `train --best` can order batches as this trial saw them
                     job.trial.set_user_attr("shuffle_seed", shuffle_seed)
                 for i, job, result in zip(built, members, results):
-                    outcomes[i] = job.conclude(exc=result) if isinstance(result, BaseException) else job.conclude(result)
+                    outcomes[i] = (
+                        job.conclude(exc=result) if isinstance(result, BaseException) else job.conclude(result)
+                    )
     finally:
         for job in group:
             job.release()
@@ -140,5 +156,6 @@ def _train_group(group: list[TrialJob], log, told: set[str]) -> list[tuple[str, 
 
 def _out_of_memory_at_once(members: list[TrialJob], results: list) -> bool:
     """Did the shared training step run out of memory before any member finished an epoch?"""
-    return all(isinstance(r, BaseException) and "out of memory" in str(r).lower() for r in results) and \
-        not any(job.epochs_seen for job in members)
+    return all(isinstance(r, BaseException) and "out of memory" in str(r).lower() for r in results) and not any(
+        job.epochs_seen for job in members
+    )

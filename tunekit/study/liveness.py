@@ -15,6 +15,8 @@ import socket
 import threading
 import time
 
+import optuna
+
 HEARTBEAT_S = 15.0
 STALE_AFTER_S = 120.0  # eight missed heartbeats: the worker is gone, whatever host it was on
 RETRIED_REASONS = {"interrupted", "worker_died"}  # trials that are run again, so they do not count
@@ -98,7 +100,6 @@ def is_dead(trial, now: float | None = None, stale_after: float = STALE_AFTER_S)
 
 def recover_dead_trials(study, log) -> int:
     """Fail every dead RUNNING trial and queue its params again. Returns how many were recovered."""
-    import optuna
 
     recovered = 0
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
@@ -110,14 +111,15 @@ def recover_dead_trials(study, log) -> int:
         except (ValueError, RuntimeError):
             continue  # another worker recovered it first
         study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
-        log(f"trial {trial.number} was left RUNNING by {trial.user_attrs.get('worker', 'a worker')} that is gone: failed (worker_died), queued again")
+        log(
+            f"trial {trial.number} was left RUNNING by {trial.user_attrs.get('worker', 'a worker')} that is gone: failed (worker_died), queued again"
+        )
         recovered += 1
     return recovered
 
 
 def counted(trial) -> bool:
     """Trials that count toward the study's total: running or finished, except those being retried."""
-    import optuna
 
     if trial.state == optuna.trial.TrialState.WAITING:
         return False
@@ -126,7 +128,6 @@ def counted(trial) -> bool:
 
 def live_workers(study) -> list[str]:
     """Workers running a trial of this study right now (their heartbeat is fresh)."""
-    import optuna
 
     running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
     return sorted({t.user_attrs["worker"] for t in running if "worker" in t.user_attrs and not is_dead(t)})

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from tunekit.config.sections import Config
 
@@ -43,14 +43,5 @@ def study_name_for(config: Config, opts: SearchOptions) -> str:
     return opts.study or config.name or opts.config_name or "study"
 
 
-def set_threads(threads: int | None) -> None:
-    """torch threads for this process (a worker sets its own share of the cores)."""
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-
-
 def main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
-

@@ -6,14 +6,20 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import optuna
+import torch
+
+from tunekit.components.samplers import build_sampler_and_pruner
+from tunekit.config.paths import apply_params
 from tunekit.config.sections import Config
+from tunekit.config.space import SearchSpace
+from tunekit.errors import ConfigError
+from tunekit.train.build import build_checked, build_run, resolve_device
+from tunekit.train.vectorized import population_problems
 
 
 def sample_trial_config(config: Config, space) -> dict[str, Any]:
     """One concrete trial config, as the study would draw it (random sampler, the config's seed)."""
-    import optuna
-
-    from tunekit.config.load import apply_params
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=config.seed))
@@ -22,9 +28,6 @@ def sample_trial_config(config: Config, space) -> dict[str, Any]:
 
 def one_step(config: Config, device: str | None = None) -> dict[str, Any]:
     """Forward, backward and one optimizer step on one training batch of the base config."""
-    import torch
-
-    from tunekit.train.build import build_run, resolve_device
 
     run = build_run(config, resolve_device(device or config.train.device), config.seed)
     bs = len(run.split.X_train) if config.train.batch_size == "full" else config.train.batch_size
@@ -37,16 +40,16 @@ def one_step(config: Config, device: str | None = None) -> dict[str, Any]:
     run.optimizer.step()
     if run.device.type == "cuda":
         torch.cuda.synchronize()
-    return {"device": str(run.device), "batch": len(xb), "loss": float(loss.detach()), "seconds": round(time.perf_counter() - started, 4)}
+    return {
+        "device": str(run.device),
+        "batch": len(xb),
+        "loss": float(loss.detach()),
+        "seconds": round(time.perf_counter() - started, 4),
+    }
 
 
 def preflight(config: Config, *, step: bool = False, device: str | None = None) -> dict[str, Any]:
     """Check everything (data, components, space, sampler, pruner) and describe what would run."""
-    from tunekit.train.build import build_checked
-    from tunekit.errors import ConfigError
-    from tunekit.train.vectorized import population_problems
-    from tunekit.config.space import SearchSpace
-    from tunekit.components.samplers import build_sampler_and_pruner
 
     config, run = build_checked(config)
     space, _ = SearchSpace.parse(config)

@@ -13,10 +13,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import optuna
+
+from tunekit import __version__
+from tunekit.components.samplers import build_sampler_and_pruner
 from tunekit.config.sections import Config
+from tunekit.config.space import SearchSpace
 from tunekit.errors import StateError
 from tunekit.runs import StudyDir
-from tunekit.config.space import SearchSpace
 from tunekit.study.storage import open_storage
 from tunekit.study.trial import objectives_of
 
@@ -66,34 +70,43 @@ def archive(study_dir: StudyDir) -> Path | None:
 
 
 def open_or_resume(config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOptions):
-    import optuna
-
-    from tunekit.components.samplers import build_sampler_and_pruner
 
     storage = open_storage(study_dir, opts.storage, opts.repair)
     sampler, pruner = build_sampler_and_pruner(config, space)
     objectives = objectives_of(config)
-    study = optuna.create_study(study_name=study_dir.name, storage=storage, sampler=sampler, pruner=pruner,
-                                directions=[d for _, d in objectives], load_if_exists=True)
+    study = optuna.create_study(
+        study_name=study_dir.name,
+        storage=storage,
+        sampler=sampler,
+        pruner=pruner,
+        directions=[d for _, d in objectives],
+        load_if_exists=True,
+    )
     base = {k: v for k, v in config.raw.items() if k != "search"}
     old_space = study.user_attrs.get("tunekit.space")
     if old_space is not None:
         changed = _differences(old_space, space.fingerprint())
         if changed:
-            raise StateError("the search space differs from the one this study was run with:\n  " + "\n  ".join(changed),
-                             "rerun with --fresh to start a new study (the old one is archived), or --study NEW_NAME")
+            raise StateError(
+                "the search space differs from the one this study was run with:\n  " + "\n  ".join(changed),
+                "rerun with --fresh to start a new study (the old one is archived), or --study NEW_NAME",
+            )
         changed = _differences(study.user_attrs.get("tunekit.base", {}), base, _FREE_TO_CHANGE)
         if changed:
-            raise StateError("the config differs from the one this study was run with:\n  " + "\n  ".join(changed),
-                             "rerun with --fresh to start a new study (the old one is archived), or --study NEW_NAME")
+            raise StateError(
+                "the config differs from the one this study was run with:\n  " + "\n  ".join(changed),
+                "rerun with --fresh to start a new study (the old one is archived), or --study NEW_NAME",
+            )
         if [d.name.lower() for d in study.directions] != [d for _, d in objectives]:
-            raise StateError(f"this study was run with directions {[d.name.lower() for d in study.directions]}", "use --fresh or another --study")
+            raise StateError(
+                f"this study was run with directions {[d.name.lower() for d in study.directions]}",
+                "use --fresh or another --study",
+            )
     else:
         # The space fingerprint goes last: a second process that sees it can rely on the rest.
         study.set_user_attr("tunekit.base", base)
         study.set_user_attr("tunekit.metric", config.study.metric)
         study.set_user_attr("tunekit.objectives", [{"metric": m, "direction": d} for m, d in objectives])
-        from tunekit import __version__
 
         study.set_user_attr("tunekit.version", __version__)
         study.set_user_attr("tunekit.space", space.fingerprint())

@@ -9,15 +9,25 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import io
+import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+import optuna
+import torch
 
 from tunekit.config.load import validate_document
 from tunekit.config.sections import Config
 from tunekit.config.yaml_io import dump_yaml, parse_yaml
 from tunekit.errors import ConfigError, StateError
+from tunekit.report.summary import pick_best
 from tunekit.runs import StudyDir, write_atomic, write_json, write_text
+from tunekit.study.best import write_best
+from tunekit.study.storage import load_study
+from tunekit.train.build import build_run, check_buildable, resolve_device
+from tunekit.train.trainer import evaluate, fit
 
 
 @contextlib.contextmanager
@@ -34,7 +44,6 @@ def exclusive(lock_path: Path):
 
 def save_checkpoint(path: Path, model, config: Config, split, metrics: dict) -> None:
     """model.pt: weights plus plain-Python metadata, loadable with torch.load(weights_only=True)."""
-    import torch
 
     payload = {
         "state_dict": model.state_dict(),
@@ -49,12 +58,18 @@ def save_checkpoint(path: Path, model, config: Config, split, metrics: dict) -> 
     write_atomic(path, lambda f: f.write(buffer.getvalue()), binary=True)
 
 
-def train_config(config: Config, out_dir: Path, *, seed: int, epochs: int | None = None, device: str | None = None,
-                 log: Callable[[str], None] = lambda line: None, shuffle_seed: int | None = None) -> dict[str, Any]:
+def train_config(
+    config: Config,
+    out_dir: Path,
+    *,
+    seed: int,
+    epochs: int | None = None,
+    device: str | None = None,
+    log: Callable[[str], None] = lambda line: None,
+    shuffle_seed: int | None = None,
+) -> dict[str, Any]:
     """Train, restore the best epoch, test once, and write model.pt, metrics.json, history.jsonl.
     `shuffle_seed` orders the batches (default: `seed`), as a trial trained in a population had them."""
-    from tunekit.train.build import build_run, check_buildable, resolve_device
-    from tunekit.train.trainer import evaluate, fit
 
     config = check_buildable(config)
     started = time.perf_counter()
@@ -63,9 +78,19 @@ def train_config(config: Config, out_dir: Path, *, seed: int, epochs: int | None
 
     def on_epoch(record) -> None:
         m = record.metrics
-        log(f"epoch {record.epoch:>3}  train_loss={m['train_loss']:.4f}  {monitor}={m.get(monitor, float('nan')):.4f}  lr={m['lr']:.3g}")
+        log(
+            f"epoch {record.epoch:>3}  train_loss={m['train_loss']:.4f}  {monitor}={m.get(monitor, float('nan')):.4f}  lr={m['lr']:.3g}"
+        )
 
-    result = fit(run, seed=seed, monitor=monitor, direction=direction, on_epoch=on_epoch, epochs=epochs, shuffle_seed=shuffle_seed)
+    result = fit(
+        run,
+        seed=seed,
+        monitor=monitor,
+        direction=direction,
+        on_epoch=on_epoch,
+        epochs=epochs,
+        shuffle_seed=shuffle_seed,
+    )
     test = evaluate(run, run.split.X_test, run.split.y_test, "test")
     metrics = {**{k: v for k, v in result.best.items() if k.startswith("val_")}, **test}
     with exclusive(out_dir / ".lock"):
@@ -85,55 +110,81 @@ def train_config(config: Config, out_dir: Path, *, seed: int, epochs: int | None
     return summary
 
 
-def train_seeds(config: Config, out_dir: Path, *, first_seed: int, seeds: int, epochs: int | None = None,
-                device: str | None = None, log: Callable[[str], None] = lambda line: None,
-                first_shuffle_seed: int | None = None) -> dict[str, Any]:
+def train_seeds(
+    config: Config,
+    out_dir: Path,
+    *,
+    first_seed: int,
+    seeds: int,
+    epochs: int | None = None,
+    device: str | None = None,
+    log: Callable[[str], None] = lambda line: None,
+    first_shuffle_seed: int | None = None,
+) -> dict[str, Any]:
     """Train once per seed: the first run fills `out_dir` (its checkpoint is the one kept), the others
     `out_dir/seeds/<seed>/`. With several seeds the result adds each test metric's mean and std,
     which says how much of a difference between two configs is luck."""
-    import statistics
 
     runs = []
     for i in range(seeds):
         seed = first_seed + i
         if seeds > 1:
             log(f"seed {seed} ({i + 1}/{seeds})")
-        runs.append(train_config(config, out_dir if i == 0 else out_dir / "seeds" / str(seed), seed=seed, epochs=epochs, device=device, log=log,
-                                 shuffle_seed=first_shuffle_seed if i == 0 else None))
+        runs.append(
+            train_config(
+                config,
+                out_dir if i == 0 else out_dir / "seeds" / str(seed),
+                seed=seed,
+                epochs=epochs,
+                device=device,
+                log=log,
+                shuffle_seed=first_shuffle_seed if i == 0 else None,
+            )
+        )
     result = dict(runs[0])
     if seeds > 1:
         per_metric = {k: [r["metrics"][k] for r in runs] for k in runs[0]["metrics"] if k.startswith("test_")}
         result["seeds"] = {
             "seeds": [first_seed + i for i in range(seeds)],
-            "metrics": {k: {"mean": statistics.fmean(v), "std": statistics.stdev(v), "values": v} for k, v in per_metric.items()},
+            "metrics": {
+                k: {"mean": statistics.fmean(v), "std": statistics.stdev(v), "values": v} for k, v in per_metric.items()
+            },
         }
         write_json(out_dir / "seeds.json", result["seeds"])
     return result
 
 
-def best_config(study_dir: StudyDir, storage_url: str | None = None, pick: int | None = None) -> tuple[Config, int, int | None]:
+def best_config(
+    study_dir: StudyDir, storage_url: str | None = None, pick: int | None = None
+) -> tuple[Config, int, int | None]:
     """The best trial's config, number and batch-order seed (set when it trained in a population, else
     None): from best.yaml, regenerated from the study if it is missing or corrupt.
     `pick` takes another completed trial instead (a Pareto front member, say)."""
-    import optuna
-
-    from tunekit.study.best import write_best
-    from tunekit.report.summary import pick_best
-    from tunekit.study.storage import load_study
 
     study = load_study(study_dir, storage_url)
     if pick is not None:
         trials = {t.number: t for t in study.get_trials(deepcopy=False)}
         if pick not in trials or trials[pick].state != optuna.trial.TrialState.COMPLETE:
-            raise StateError(f"--pick {pick}: study '{study_dir.name}' has no completed trial #{pick}", "see `tunekit report` for trial numbers")
+            raise StateError(
+                f"--pick {pick}: study '{study_dir.name}' has no completed trial #{pick}",
+                "see `tunekit report` for trial numbers",
+            )
         raw = trials[pick].user_attrs["config"]
-        return validate_document(parse_yaml(dump_yaml(raw), f"trial #{pick}")), pick, trials[pick].user_attrs.get("shuffle_seed")
+        return (
+            validate_document(parse_yaml(dump_yaml(raw), f"trial #{pick}")),
+            pick,
+            trials[pick].user_attrs.get("shuffle_seed"),
+        )
     best = pick_best(study)
     if best is None:
-        raise StateError(f"study '{study_dir.name}' has no completed trial yet: nothing to train",
-                         "run `tunekit search` until a trial completes")
+        raise StateError(
+            f"study '{study_dir.name}' has no completed trial yet: nothing to train",
+            "run `tunekit search` until a trial completes",
+        )
     try:
-        config = validate_document(parse_yaml(study_dir.best_yaml.read_text(encoding="utf-8"), str(study_dir.best_yaml)))
+        config = validate_document(
+            parse_yaml(study_dir.best_yaml.read_text(encoding="utf-8"), str(study_dir.best_yaml))
+        )
     except (OSError, UnicodeDecodeError, ConfigError):
         write_best(study, study_dir)  # best.yaml is derived data: rebuild it from the study itself
         config = validate_document(parse_yaml(dump_yaml(best.user_attrs["config"]), str(study_dir.best_yaml)))

@@ -24,13 +24,13 @@ from tunekit.report.summary import summarize
 from tunekit.runs import StudyDir, write_text
 from tunekit.study.best import write_best
 from tunekit.study.liveness import counted
-from tunekit.study.options import SearchOptions, Terminated, main_thread, set_threads, study_name_for
+from tunekit.study.options import SearchOptions, Terminated, main_thread, study_name_for
 from tunekit.study.resume import archive, open_or_resume
 from tunekit.study.storage import describe_storage, load_study
 from tunekit.study.trial import objectives_of
 from tunekit.study.worker import quiet_optuna, work
 from tunekit.study.workers import run_workers
-from tunekit.train.build import build_checked
+from tunekit.train.build import build_checked, set_threads
 from tunekit.train.vectorized import population_problems
 
 
@@ -41,8 +41,13 @@ def prepare_study(config: Config, opts: SearchOptions) -> tuple[Config, SearchSp
     space, problems = SearchSpace.parse(config)
     target = opts.trials or config.study.trials
     if not problems and len(space) == 0 and target > 1:
-        problems = [Problem("search", f"has no entries, so all {target} trials would train the same config",
-                            hint="add entries such as optimizer.lr: {low: 1e-4, high: 1e-1, log: true}, or use `tunekit train CONFIG`")]
+        problems = [
+            Problem(
+                "search",
+                f"has no entries, so all {target} trials would train the same config",
+                hint="add entries such as optimizer.lr: {low: 1e-4, high: 1e-1, log: true}, or use `tunekit train CONFIG`",
+            )
+        ]
     if not problems:
         problems = population_problems(config, space, base_run)
     if problems:
@@ -56,9 +61,11 @@ def prepare_study(config: Config, opts: SearchOptions) -> tuple[Config, SearchSp
     study = open_or_resume(config, space, study_dir, opts)
     if not study_dir.config.exists():
         write_text(study_dir.config, dump_yaml(config.raw))
-    opts.log(f"study '{study_dir.name}' in {describe_storage(study_dir, opts.storage)}: "
-             f"{sum(map(counted, study.get_trials(deepcopy=False)))}/{target} trials done, "
-             + ", ".join(f"{d} {m}" for m, d in objectives_of(config)))
+    opts.log(
+        f"study '{study_dir.name}' in {describe_storage(study_dir, opts.storage)}: "
+        f"{sum(map(counted, study.get_trials(deepcopy=False)))}/{target} trials done, "
+        + ", ".join(f"{d} {m}" for m, d in objectives_of(config))
+    )
     return config, space, study_dir
 
 
@@ -84,10 +91,12 @@ def run_search(config: Config, opts: SearchOptions) -> dict[str, Any]:
     real_failures = {r: n for r, n in summary["reasons"].items() if r not in ("timeout", "interrupted", "worker_died")}
     if states["COMPLETE"] == 0 and states["PRUNED"] == 0 and real_failures:
         top = ", ".join(f"{r} x{n}" for r, n in real_failures.items())
-        raise AllTrialsFailed(f"every trial failed ({top})", "see runs/<study>/trials/*/ and `tunekit report`; lower the learning rate or fix the config")
+        raise AllTrialsFailed(
+            f"every trial failed ({top})",
+            "see runs/<study>/trials/*/ and `tunekit report`; lower the learning rate or fix the config",
+        )
     return summary
 
 
 def _raise_terminated(signum, frame):
     raise Terminated()
-

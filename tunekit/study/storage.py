@@ -5,13 +5,20 @@ Torch-free: `tunekit report` and `tunekit list` use this.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
-from tunekit.errors import StateError
+import optuna
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.storages.journal._file import get_lock_file
+from optuna.storages.journal._storage import JournalOperation as Op
+
+from tunekit.errors import DataError, StateError
 from tunekit.runs import StudyDir
 
 
@@ -47,9 +54,6 @@ def _journal_backend(path: Path):
     it is told. What a power cut can still take is the in-between lines of trials running at that
     moment; they are failed as worker_died and queued again on the next run, as after any crash.
     A process that crashes loses nothing either way: its writes are already in the OS."""
-    from optuna.storages.journal import JournalFileBackend
-    from optuna.storages.journal._file import get_lock_file
-    from optuna.storages.journal._storage import JournalOperation as Op
 
     deferred = {Op.SET_TRIAL_PARAM, Op.SET_TRIAL_INTERMEDIATE_VALUE, Op.SET_TRIAL_USER_ATTR, Op.SET_TRIAL_SYSTEM_ATTR}
 
@@ -66,25 +70,24 @@ def _journal_backend(path: Path):
 
 def open_storage(study_dir: StudyDir, url: str | None = None, repair: bool = False):
     """The Optuna storage for a study: `url` when given, else runs/<study>/optuna.journal."""
-    import optuna
-    from optuna.storages.journal import JournalStorage
 
     if url:
         try:
             # tunekit keeps its own heartbeats (study/liveness.py), which work outside study.optimize too.
             return optuna.storages.RDBStorage(_driver_url(url))
         except Exception as exc:  # driver missing, server down, bad URL: all environment problems
-            from tunekit.errors import DataError
-
-            raise DataError(f"cannot open storage {url.split('@')[-1]}: {str(exc).splitlines()[0]}",
-                            "check the URL and that the database driver is installed (pip install 'tunekit[postgres]')") from None
+            raise DataError(
+                f"cannot open storage {url.split('@')[-1]}: {str(exc).splitlines()[0]}",
+                "check the URL and that the database driver is installed (pip install 'tunekit[postgres]')",
+            ) from None
     journal = study_dir.journal
     if journal_is_torn(journal):
         if not repair:
-            raise StateError(f"{journal} ends in a torn line (a crash mid-write); new trials would be lost",
-                             "rerun with --repair to back it up and cut the partial line")
+            raise StateError(
+                f"{journal} ends in a torn line (a crash mid-write); new trials would be lost",
+                "rerun with --repair to back it up and cut the partial line",
+            )
         backup = repair_journal(journal)
-        import sys
 
         print(f"repaired {journal} (backup: {backup.name})", file=sys.stderr)
     journal.parent.mkdir(parents=True, exist_ok=True)
@@ -97,10 +100,8 @@ def open_storage(study_dir: StudyDir, url: str | None = None, repair: bool = Fal
 def _driver_url(url: str) -> str:
     """`postgresql://` means psycopg2 to SQLAlchemy; use psycopg 3 (the `postgres` extra) when that is what is installed."""
     if url.startswith("postgresql://"):
-        import importlib.util
-
         if importlib.util.find_spec("psycopg2") is None and importlib.util.find_spec("psycopg") is not None:
-            return "postgresql+psycopg://" + url[len("postgresql://"):]
+            return "postgresql+psycopg://" + url[len("postgresql://") :]
     return url
 
 
@@ -110,10 +111,12 @@ def describe_storage(study_dir: StudyDir, url: str | None) -> str:
 
 def load_study(study_dir: StudyDir, url: str | None = None):
     """Load an existing study for reading (report, train --best)."""
-    import optuna
 
     if not url and not study_dir.exists():
-        raise StateError(f"no study '{study_dir.name}' under {study_dir.runs}/", "run `tunekit search` first, or check --runs / --study")
+        raise StateError(
+            f"no study '{study_dir.name}' under {study_dir.runs}/",
+            "run `tunekit search` first, or check --runs / --study",
+        )
     storage = open_storage(study_dir, url)
     try:
         return optuna.load_study(study_name=study_dir.name, storage=storage)

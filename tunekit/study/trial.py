@@ -8,19 +8,24 @@ are ("COMPLETE", value), ("PRUNED", None) or ("FAIL", reason); KeyboardInterrupt
 from __future__ import annotations
 
 import errno
+import gc
 import math
 import os
 import time
 import traceback
 from typing import TYPE_CHECKING, Any
 
-from tunekit.config.load import apply_params
+import torch
+
+from tunekit.config.paths import apply_params
 from tunekit.config.sections import Config, check_sections
+from tunekit.config.space import SearchSpace
 from tunekit.config.yaml_io import dump_yaml
 from tunekit.runs import StudyDir, append_jsonl, write_text
-from tunekit.config.space import SearchSpace
 from tunekit.study import faults
 from tunekit.study.options import TimedOut
+from tunekit.train.build import build_run, resolve_device
+from tunekit.train.trainer import Diverged, fit
 
 if TYPE_CHECKING:
     from tunekit.study.options import SearchOptions
@@ -50,7 +55,15 @@ class TrialJob:
     Run; `on_epoch` is its epoch callback; `conclude` turns a FitResult or the exception that ended
     training into the outcome, recording why in the trial's attributes."""
 
-    def __init__(self, trial, config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOptions, deadline: float | None):
+    def __init__(
+        self,
+        trial,
+        config: Config,
+        space: SearchSpace,
+        study_dir: StudyDir,
+        opts: SearchOptions,
+        deadline: float | None,
+    ):
         self.trial, self.opts, self.deadline = trial, opts, deadline
         self.started = time.perf_counter()
         raw = apply_params(config.raw, space.sample(trial))
@@ -73,9 +86,10 @@ class TrialJob:
         self.run = None
 
     def build(self, split=None):
-        from tunekit.train.build import build_run, resolve_device
 
-        self.run = build_run(self.config, resolve_device(self.opts.device or self.config.train.device), self.seed, split=split)
+        self.run = build_run(
+            self.config, resolve_device(self.opts.device or self.config.train.device), self.seed, split=split
+        )
         return self.run
 
     def on_epoch(self, record) -> None:
@@ -85,8 +99,10 @@ class TrialJob:
         value = record.metrics.get(monitor)
         if opts.verbose:
             m = record.metrics
-            opts.log(f"  trial {trial.number} epoch {record.epoch:>3}  train_loss={m['train_loss']:.4f}  "
-                     f"{monitor}={m.get(monitor, float('nan')):.4f}  lr={m['lr']:.3g}  grad_norm={m['grad_norm']:.3g}")
+            opts.log(
+                f"  trial {trial.number} epoch {record.epoch:>3}  train_loss={m['train_loss']:.4f}  "
+                f"{monitor}={m.get(monitor, float('nan')):.4f}  lr={m['lr']:.3g}  grad_norm={m['grad_norm']:.3g}"
+            )
         # Optuna cannot prune a study with several objectives (trial.report raises there).
         if self.report and value is not None and math.isfinite(value):
             trial.report(value, record.epoch)
@@ -100,12 +116,13 @@ class TrialJob:
     def conclude(self, result=None, exc: BaseException | None = None) -> tuple[str, Any]:
         """The outcome of training that returned `result` or raised `exc`. Re-raises what is not the
         trial's own failure: KeyboardInterrupt, and a full disk (the study's problem: stop, don't fail every trial after)."""
-        from tunekit.train.trainer import Diverged
 
         trial, started = self.trial, self.started
         if exc is not None:
             if isinstance(exc, _Pruned):
-                trial.set_user_attr("result", {"duration_s": round(time.perf_counter() - started, 3), "pruned_at_epoch": exc.args[0]})
+                trial.set_user_attr(
+                    "result", {"duration_s": round(time.perf_counter() - started, 3), "pruned_at_epoch": exc.args[0]}
+                )
                 return "PRUNED", None
             if isinstance(exc, TimedOut):
                 return _fail(trial, "timeout", f"--timeout reached at epoch {exc.args[0]}", started)
@@ -122,24 +139,36 @@ class TrialJob:
             return _fail(trial, reason, detail, started)
 
         duration = time.perf_counter() - started
-        measured = {**result.best, "params": float(sum(p.numel() for p in self.run.model.parameters())), "train_time": duration}
+        measured = {
+            **result.best,
+            "params": float(sum(p.numel() for p in self.run.model.parameters())),
+            "train_time": duration,
+        }
         values = [measured.get(metric) for metric, _ in self.objectives]
         for (metric, _), value in zip(self.objectives, values):
             if value is None or not math.isfinite(value):
                 return _fail(trial, "nonfinite_loss", f"{metric} is {value}", started)  # Optuna would COMPLETE +inf
         # One attribute, not four: each is an fsynced journal write (see study.summary.outcome).
-        trial.set_user_attr("result", {"duration_s": round(duration, 3), "best_epoch": result.best_epoch, "epochs_run": len(result.history),
-                                       "metrics": {k: float(v) for k, v in result.best.items()}})
+        trial.set_user_attr(
+            "result",
+            {
+                "duration_s": round(duration, 3),
+                "best_epoch": result.best_epoch,
+                "epochs_run": len(result.history),
+                "metrics": {k: float(v) for k, v in result.best.items()},
+            },
+        )
         return "COMPLETE", float(values[0]) if len(values) == 1 else [float(v) for v in values]
 
     def train_alone(self) -> tuple[str, Any]:
-        from tunekit.train.trainer import fit
 
         if self.problem:
             return self.fail("error", self.problem)
         try:
             self.build()
-            result = fit(self.run, seed=self.seed, monitor=self.monitor, direction=self.direction, on_epoch=self.on_epoch)
+            result = fit(
+                self.run, seed=self.seed, monitor=self.monitor, direction=self.direction, on_epoch=self.on_epoch
+            )
         except Exception as exc:
             return self.conclude(exc=exc)
         else:
@@ -157,17 +186,15 @@ class TrialJob:
             release_gpu_memory()
 
 
-def run_trial(trial, config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOptions,
-              deadline: float | None) -> tuple[str, Any]:
+def run_trial(
+    trial, config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOptions, deadline: float | None
+) -> tuple[str, Any]:
     """Train one trial alone. Returns (state name, value or reason). KeyboardInterrupt propagates."""
     return TrialJob(trial, config, space, study_dir, opts, deadline).train_alone()
 
 
 def release_gpu_memory() -> None:
     """Give GPU memory back between trials; otherwise it piles up across in-process trials."""
-    import gc
-
-    import torch
 
     gc.collect()
     torch.cuda.empty_cache()

@@ -17,7 +17,8 @@ import optuna
 from tunekit.components.samplers import build_sampler_and_pruner, space_covered
 from tunekit.config.sections import Config
 from tunekit.config.space import SearchSpace
-from tunekit.report.summary import outcome as outcome_of, pick_best
+from tunekit.report.summary import outcome as outcome_of
+from tunekit.report.summary import pick_best
 from tunekit.runs import StudyDir
 from tunekit.study.closing import close_failed, closed_elsewhere, retry_later, tell
 from tunekit.study.grouping import ask_population, train_jobs
@@ -50,12 +51,21 @@ def _ask_lock(study_dir: StudyDir, opts: SearchOptions):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def work(config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOptions, deadline: float | None, label: str = "") -> None:
+def work(
+    config: Config,
+    space: SearchSpace,
+    study_dir: StudyDir,
+    opts: SearchOptions,
+    deadline: float | None,
+    label: str = "",
+) -> None:
     """One worker's loop: recover dead trials, take the next trial (or population) if the study needs
     one, train it, tell it. Whatever stops a trial's training is recorded on the trial, never lost."""
     quiet_optuna()
     sampler, pruner = build_sampler_and_pruner(config, space, worker=opts.worker_index)
-    study = optuna.load_study(study_name=study_dir.name, storage=open_storage(study_dir, opts.storage), sampler=sampler, pruner=pruner)
+    study = optuna.load_study(
+        study_name=study_dir.name, storage=open_storage(study_dir, opts.storage), sampler=sampler, pruner=pruner
+    )
     target = opts.trials or config.study.trials
     told: set[str] = set()  # notes already given by this worker (each is said once)
     warm_up(config, opts.device or config.train.device)
@@ -71,8 +81,20 @@ def work(config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOp
                 for trial, (state, outcome) in zip(trials, outcomes):
                     tell(study, study_dir, trial, state, outcome)
                     finished = sum(1 for t in study.get_trials(deepcopy=False) if counted(t) and t.state.is_finished())
-                    opts.log(label + progress_line(finished, target, trial, state, outcome, study, config.study.metric,
-                                                    time.perf_counter() - started, space.values_from(trial.params)))
+                    opts.log(
+                        label
+                        + progress_line(
+                            finished,
+                            target,
+                            trial,
+                            state,
+                            outcome,
+                            study,
+                            config.study.metric,
+                            time.perf_counter() - started,
+                            space.values_from(trial.params),
+                        )
+                    )
             except KeyboardInterrupt:
                 for trial in trials:
                     retry_later(study, trial)
@@ -85,8 +107,10 @@ def work(config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOp
                     raise
                 # This worker was paused past the heartbeat grace (SIGSTOP, a sleeping laptop), so another
                 # worker failed its trial as worker_died and queued its params again. That rerun stands.
-                opts.log(f"{label}trial {', '.join(str(t.number) for t in dropped)} was closed by another worker while this one "
-                         "was unresponsive; this result is dropped (the trial's params were queued again)")
+                opts.log(
+                    f"{label}trial {', '.join(str(t.number) for t in dropped)} was closed by another worker while this one "
+                    "was unresponsive; this result is dropped (the trial's params were queued again)"
+                )
                 for trial in trials:
                     if trial not in dropped:
                         retry_later(study, trial)
@@ -96,8 +120,16 @@ def work(config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOp
                 raise
 
 
-def _take_next(study, config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOptions,
-               deadline: float | None, target: int, label: str):
+def _take_next(
+    study,
+    config: Config,
+    space: SearchSpace,
+    study_dir: StudyDir,
+    opts: SearchOptions,
+    deadline: float | None,
+    target: int,
+    label: str,
+):
     """Under the ask lock: (trials, jobs) to run next, jobs being None for a single trial; None when
     the study is done (its total reached, --timeout passed, a finite sampler's space covered)."""
     with _ask_lock(study_dir, opts):
@@ -109,8 +141,10 @@ def _take_next(study, config: Config, space: SearchSpace, study_dir: StudyDir, o
             opts.log(f"{label}timeout reached; rerun the same command to continue")
             return None
         if space_covered(study.sampler, study):
-            opts.log(f"{label}the {config.sampler.name} sampler has tried every point of the search space: "
-                     f"stopping at {done} of {target} trials")
+            opts.log(
+                f"{label}the {config.sampler.name} sampler has tried every point of the search space: "
+                f"stopping at {done} of {target} trials"
+            )
             return None
         size = min(config.study.population, target - done)
         if size == 1:
@@ -119,8 +153,17 @@ def _take_next(study, config: Config, space: SearchSpace, study_dir: StudyDir, o
         return [job.trial for job in jobs], jobs
 
 
-def _train(beats, trials, jobs, config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOptions,
-           deadline: float | None, told: set[str]) -> list[tuple[str, Any]]:
+def _train(
+    beats,
+    trials,
+    jobs,
+    config: Config,
+    space: SearchSpace,
+    study_dir: StudyDir,
+    opts: SearchOptions,
+    deadline: float | None,
+    told: set[str],
+) -> list[tuple[str, Any]]:
     """Train the taken trials (alone, or as populations) with their heartbeats and the --timeout alarm on."""
     with beats.running([trial._trial_id for trial in trials]), _alarm(deadline):
         if jobs is None:
@@ -128,7 +171,9 @@ def _train(beats, trials, jobs, config: Config, space: SearchSpace, study_dir: S
         return train_jobs(jobs, opts.log, told)
 
 
-def progress_line(done: int, target: int, trial, state: str, outcome: Any, study, metric: str, duration: float, params: dict) -> str:
+def progress_line(
+    done: int, target: int, trial, state: str, outcome: Any, study, metric: str, duration: float, params: dict
+) -> str:
     shown = " ".join(f"{k}={_short(v)}" for k, v in params.items())
     if state == "COMPLETE" and isinstance(outcome, list):
         names = [o["metric"] for o in study.user_attrs.get("tunekit.objectives", [])]
@@ -176,4 +221,3 @@ def _alarm(deadline: float | None):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-

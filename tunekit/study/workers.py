@@ -25,18 +25,21 @@ def threads_per_worker(workers: int, cores: int | None = None) -> int:
     return max(1, (cores or os.cpu_count() or 1) // workers)
 
 
-def _worker_main(raw: dict, source: str | None, fields: dict, index: int, remaining_s: float | None, plugins: list[str], quiet: bool) -> None:
+def _worker_main(
+    raw: dict, source: str | None, fields: dict, index: int, remaining_s: float | None, plugins: list[str], quiet: bool
+) -> None:
     os.environ["OMP_NUM_THREADS"] = str(fields["threads"])
-    from tunekit.study.options import SearchOptions, Terminated, set_threads
+    from tunekit.study.options import SearchOptions, Terminated
     from tunekit.study.worker import work
+    from tunekit.train.build import set_threads
 
     def terminated(signum, frame):
         raise Terminated()
 
     signal.signal(signal.SIGTERM, terminated)
     from tunekit.config.sections import allow_plugins, check_sections
-    from tunekit.errors import TunekitError
     from tunekit.config.space import SearchSpace
+    from tunekit.errors import TunekitError
 
     allow_plugins(plugins)
     label = f"[w{index}] "
@@ -65,14 +68,26 @@ def run_workers(config: Config, study_dir: StudyDir, opts) -> None:
     procs = []
     for i in range(opts.workers):
         fields = {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts) if f.name not in ("log",)}
-        fields.update(study=study_dir.name, workers=1, threads=threads, fresh=False, repair=False, worker_index=i,
-                      device=(opts.devices[i % len(opts.devices)] if opts.devices else opts.device))
-        p = ctx.Process(target=_worker_main, args=(config.raw, config.source, fields, i, remaining, sorted(ALLOWED_PLUGINS), opts.quiet),
-                        name=f"tunekit-worker-{i}")
+        fields.update(
+            study=study_dir.name,
+            workers=1,
+            threads=threads,
+            fresh=False,
+            repair=False,
+            worker_index=i,
+            device=(opts.devices[i % len(opts.devices)] if opts.devices else opts.device),
+        )
+        p = ctx.Process(
+            target=_worker_main,
+            args=(config.raw, config.source, fields, i, remaining, sorted(ALLOWED_PLUGINS), opts.quiet),
+            name=f"tunekit-worker-{i}",
+        )
         p.start()
         procs.append(p)
-    opts.log(f"started {opts.workers} workers x {threads} thread(s)"
-             + (f" on {', '.join(opts.devices)}" if opts.devices else ""))
+    opts.log(
+        f"started {opts.workers} workers x {threads} thread(s)"
+        + (f" on {', '.join(opts.devices)}" if opts.devices else "")
+    )
     try:
         for p in procs:
             p.join()
@@ -90,4 +105,6 @@ def run_workers(config: Config, study_dir: StudyDir, opts) -> None:
         raise Terminated() if 143 in codes else KeyboardInterrupt()
     bad = [(i, c) for i, c in enumerate(codes) if c != 0]
     if bad:
-        raise StateError(f"worker {bad[0][0]} exited with code {bad[0][1]}; the study is saved", "rerun the same command to continue")
+        raise StateError(
+            f"worker {bad[0][0]} exited with code {bad[0][1]}; the study is saved", "rerun the same command to continue"
+        )

@@ -8,21 +8,24 @@ error with its dotted key, instead of a failed trial an hour in.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
 
 from tunekit.components import metrics
-from tunekit.config.load import apply_params
-from tunekit.config.sections import Config, check_sections, lookup
 from tunekit.components.data import Split, load_split
-from tunekit.errors import ConfigError, DataError, Problem
 from tunekit.components.initializers import apply_init
 from tunekit.components.losses import LOSSES
 from tunekit.components.optimizers import build_optimizer
 from tunekit.components.schedules import LRSchedule, build_schedule
+from tunekit.config.paths import apply_params
+from tunekit.config.sections import Config, check_sections, lookup
+from tunekit.errors import ConfigError, DataError, Problem
+from tunekit.registry import did_you_mean
+from tunekit.train.finetune import apply_finetune  # before the optimizer: frozen params must stay out of it
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -30,7 +33,9 @@ def resolve_device(spec: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if spec.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise DataError(f"device '{spec}' is not available: torch sees no CUDA GPU", "use --set train.device=cpu (or auto)")
+            raise DataError(
+                f"device '{spec}' is not available: torch sees no CUDA GPU", "use --set train.device=cpu (or auto)"
+            )
         index = int(spec.split(":")[1]) if ":" in spec else 0
         if index >= torch.cuda.device_count():
             raise DataError(f"device '{spec}' is not available: {torch.cuda.device_count()} GPU(s) visible")
@@ -42,7 +47,9 @@ def resolve_device(spec: str) -> torch.device:
 def load_data(config: Config) -> Split:
     d = config.data
     try:
-        return load_split(d.name, d.args, d.val_fraction, d.test_fraction, d.standardize, config.seed, loader=lookup("data", d.name))
+        return load_split(
+            d.name, d.args, d.val_fraction, d.test_fraction, d.standardize, config.seed, loader=lookup("data", d.name)
+        )
     except DataError:
         raise
     except Exception as exc:  # a loader (a plugin's, too) that fails is a data problem, not a crash
@@ -60,7 +67,9 @@ def resolve(config: Config, split: Split) -> Config:
         per_epoch = [o.metric for o in objectives if o.metric not in metrics.TRIAL_METRICS]
         if config.study.metric is not None and config.study.metric != (per_epoch or [None])[0]:
             raise ConfigError([Problem("study.metric", "give either metric or objectives, not both")], config.source)
-        params["study.objectives"] = [{"metric": o.metric, "direction": o.direction or metrics.objective_direction(o.metric)} for o in objectives]
+        params["study.objectives"] = [
+            {"metric": o.metric, "direction": o.direction or metrics.objective_direction(o.metric)} for o in objectives
+        ]
         # The first per-epoch objective picks each trial's best epoch and drives early stopping.
         metric = per_epoch[0] if per_epoch else metrics.default_metric(task)
         params["study.metric"] = metric
@@ -76,16 +85,32 @@ def resolve(config: Config, split: Split) -> Config:
     if resolved is not None:
         loss = LOSSES.get(resolved.loss.name)
         if loss.task != task:
-            problems.append(Problem("loss.name", f"'{resolved.loss.name}' is a {loss.task} loss but data '{config.data.name}' is {task}",
-                                    hint="use cross_entropy for classification, mse for regression"))
+            problems.append(
+                Problem(
+                    "loss.name",
+                    f"'{resolved.loss.name}' is a {loss.task} loss but data '{config.data.name}' is {task}",
+                    hint="use cross_entropy for classification, mse for regression",
+                )
+            )
         allowed = metrics.metrics_for(task)
-        checks = [("study.metric", metric), ("train.early_stopping.metric", resolved.train.early_stopping and resolved.train.early_stopping.metric)]
-        checks += [(f"study.objectives.{i}.metric", o.metric) for i, o in enumerate(objectives or []) if o.metric not in metrics.TRIAL_METRICS]
+        checks = [
+            ("study.metric", metric),
+            ("train.early_stopping.metric", resolved.train.early_stopping and resolved.train.early_stopping.metric),
+        ]
+        checks += [
+            (f"study.objectives.{i}.metric", o.metric)
+            for i, o in enumerate(objectives or [])
+            if o.metric not in metrics.TRIAL_METRICS
+        ]
         for key, name in checks:
             if name and name not in allowed:
-                from tunekit.registry import did_you_mean
-
-                problems.append(Problem(key, f"'{name}' is not a {task} metric", hint=did_you_mean(name, allowed) or f"choose one of: {', '.join(allowed)}"))
+                problems.append(
+                    Problem(
+                        key,
+                        f"'{name}' is not a {task} metric",
+                        hint=did_you_mean(name, allowed) or f"choose one of: {', '.join(allowed)}",
+                    )
+                )
     if problems:
         raise ConfigError(problems, config.source)
     resolved.source = config.source
@@ -127,7 +152,10 @@ def build_model(config: Config, split: Split) -> nn.Module:
     builder = lookup("model", config.model.name)
     model = _constructed("model", lambda: builder(split.input_shape, n_out, **config.model.args), config.source)
     if not isinstance(model, nn.Module):
-        raise ConfigError([Problem("model.name", f"'{config.model.name}' returned {type(model).__name__}, not a torch.nn.Module")], config.source)
+        raise ConfigError(
+            [Problem("model.name", f"'{config.model.name}' returned {type(model).__name__}, not a torch.nn.Module")],
+            config.source,
+        )
     init = config.init
     _constructed("init", lambda: apply_init(model, init.name, init.args, init.bias, init.bias_value), config.source)
     return model
@@ -139,21 +167,38 @@ def build_run(config: Config, device: torch.device, seed: int, split: Split | No
     torch.manual_seed(seed)  # the trial's seed fixes its initialization
     model = build_model(config, split)
     if config.train.finetune is not None:
-        from tunekit.train.finetune import apply_finetune  # before the optimizer: frozen params must stay out of it
-
         apply_finetune(model, config.train.finetune, config.source)
     model = model.to(device)
     if channels_last_helps(model, device, config.train.precision):
         model, split = to_channels_last(model, split)
     if config.train.batch_size == 1 and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
-        raise ConfigError([Problem("train.batch_size", "batch norm needs batches of 2 or more, got 1", hint="use norm: layer or none with batch_size 1")], config.source)
+        raise ConfigError(
+            [
+                Problem(
+                    "train.batch_size",
+                    "batch norm needs batches of 2 or more, got 1",
+                    hint="use norm: layer or none with batch_size 1",
+                )
+            ],
+            config.source,
+        )
     opt = config.optimizer
-    optimizer = _constructed("optimizer", lambda: build_optimizer(model, opt.name, opt.args, opt.decay_bias_and_norm), config.source)
+    optimizer = _constructed(
+        "optimizer", lambda: build_optimizer(model, opt.name, opt.args, opt.decay_bias_and_norm), config.source
+    )
     sched = config.schedule
     schedule = _constructed(
         "schedule",
-        lambda: build_schedule(optimizer, sched.name, sched.args, sched.warmup_epochs, sched.warmup_steps, sched.interval,
-                               config.train.epochs, steps_per_epoch(len(split.X_train), config.train.batch_size)),
+        lambda: build_schedule(
+            optimizer,
+            sched.name,
+            sched.args,
+            sched.warmup_epochs,
+            sched.warmup_steps,
+            sched.interval,
+            config.train.epochs,
+            steps_per_epoch(len(split.X_train), config.train.batch_size),
+        ),
         config.source,
     )
     spec = LOSSES.get(config.loss.name)
@@ -163,20 +208,30 @@ def build_run(config: Config, device: torch.device, seed: int, split: Split | No
     if split.task == "classification" and spec.predict is not None and "class_weights" in config.loss.args:
         weights = config.loss.args["class_weights"]
         if weights is not None and len(weights) != split.n_classes:
-            raise ConfigError([Problem("loss.class_weights", f"has {len(weights)} entries but the data has {split.n_classes} classes")], config.source)
+            raise ConfigError(
+                [
+                    Problem(
+                        "loss.class_weights", f"has {len(weights)} entries but the data has {split.n_classes} classes"
+                    )
+                ],
+                config.source,
+            )
     return Run(config, split, model, optimizer, schedule, loss_fn, spec.predict, device)
 
 
 def channels_last_helps(model: nn.Module, device: torch.device, precision: str) -> bool:
     """Convolutions under bf16/fp16 autocast on a CUDA GPU run tensor-core kernels that want NHWC
     ("channels last"); in NCHW every conv pays a layout transpose. In fp32, and on the CPU, NCHW stays."""
-    return device.type == "cuda" and precision in ("bf16", "fp16") and any(isinstance(m, nn.Conv2d) for m in model.modules())
+    return (
+        device.type == "cuda"
+        and precision in ("bf16", "fp16")
+        and any(isinstance(m, nn.Conv2d) for m in model.modules())
+    )
 
 
 def to_channels_last(model: nn.Module, split: Split) -> tuple[nn.Module, Split]:
     """The model's 4-D weights and the image tensors in NHWC memory order, once, before training;
     batches indexed from them keep the order. Values and shapes are unchanged."""
-    import dataclasses
 
     def nhwc(t: torch.Tensor) -> torch.Tensor:
         return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
@@ -219,3 +274,8 @@ def warm_up(config: Config, device_spec: str) -> None:
 def copy_state(model: nn.Module) -> dict:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
+
+def set_threads(threads: int | None) -> None:
+    """torch threads for this process (a worker sets its own share of the cores)."""
+    if threads:
+        torch.set_num_threads(threads)

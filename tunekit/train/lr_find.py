@@ -6,11 +6,13 @@ one. The model and optimizer are put back exactly as they were afterwards.
 from __future__ import annotations
 
 import copy
+import io
 import math
 from dataclasses import dataclass, field
 
 import torch
 
+from tunekit.runs import write_atomic
 from tunekit.train.build import Run
 
 # Exponential moving average of the loss, bias-corrected. 0.9 spans ~10 steps, under one decade of
@@ -96,9 +98,6 @@ def write_png(curve: LRCurve, suggested: float, path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    import io
-
-    from tunekit.runs import write_atomic
 
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(curve.lrs, curve.losses, alpha=0.3, label="batch loss")

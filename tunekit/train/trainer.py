@@ -11,14 +11,15 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch import nn
 
-from tunekit.train.build import Run, copy_state, steps_per_epoch
 from tunekit.components.metrics import better
+from tunekit.components.models import layer_of
+from tunekit.train.build import Run, copy_state, steps_per_epoch
 
 EVAL_CHUNK = 8192
 
@@ -26,7 +27,7 @@ EVAL_CHUNK = 8192
 class Diverged(Exception):
     """Training went numerically wrong; `reason` is one of SPEC's diagnostic reasons."""
 
-    def __init__(self, reason: str, epoch: int, detail: str, record: "EpochRecord | None" = None):
+    def __init__(self, reason: str, epoch: int, detail: str, record: EpochRecord | None = None):
         super().__init__(f"{reason} at epoch {epoch}: {detail}")
         self.reason, self.epoch, self.detail, self.record = reason, epoch, detail, record
 
@@ -57,12 +58,6 @@ class FitResult:
     best_epoch: int
     best: dict[str, float]  # the monitored epoch's metrics
     stopped_early: bool
-
-
-def layer_of(param_name: str) -> str:
-    """'blocks.0.linear.weight' -> 'blocks.0'; 'head.bias' -> 'head': the unit a user freezes or inspects."""
-    parts = param_name.split(".")
-    return ".".join(parts[:2]) if len(parts) > 2 and parts[1].isdigit() else parts[0]
 
 
 def _layer_grad_norms(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -142,13 +137,25 @@ class EpochLedger:
     `fit` trains one model and a population trains several at once (tunekit.train.vectorized); both
     close their epochs here, so a trial behaves the same whichever way it was trained."""
 
-    def __init__(self, run: Run, *, monitor: str, direction: str, epochs: int,
-                 on_epoch: Callable[[EpochRecord], None] | None = None, diagnostics: Diagnostics | None = None):
+    def __init__(
+        self,
+        run: Run,
+        *,
+        monitor: str,
+        direction: str,
+        epochs: int,
+        on_epoch: Callable[[EpochRecord], None] | None = None,
+        diagnostics: Diagnostics | None = None,
+    ):
         self.run, self.monitor, self.direction, self.epochs, self.on_epoch = run, monitor, direction, epochs, on_epoch
         self.diagnostics = diagnostics or Diagnostics()
         self.stopping = stopping = run.config.train.early_stopping
         self.stop_metric = stopping.metric if stopping and stopping.metric else monitor
-        self.stop_direction = direction if self.stop_metric == monitor else ("maximize" if self.stop_metric.endswith(("accuracy", "r2")) else "minimize")
+        self.stop_direction = (
+            direction
+            if self.stop_metric == monitor
+            else ("maximize" if self.stop_metric.endswith(("accuracy", "r2")) else "minimize")
+        )
         self.history: list[EpochRecord] = []
         self.best_value, self.best_epoch, self.best_state, self.best_metrics = None, 0, None, {}
         self.stop_best, self.stale, self.vanishing_streak = None, 0, 0
@@ -158,8 +165,17 @@ class EpochLedger:
         raises. Returns True when early stopping says to stop."""
         run, diagnostics = self.run, self.diagnostics
         global_norm = math.sqrt(sum(v * v for v in norms.values()))
-        record = EpochRecord(epoch, {"train_loss": train_loss, **evaluate(run, run.split.X_val, run.split.y_val, "val", dead_relu=True),
-                                     "lr": run.schedule.lr, "grad_norm": global_norm, "epoch_time": time.perf_counter() - started}, norms)
+        record = EpochRecord(
+            epoch,
+            {
+                "train_loss": train_loss,
+                **evaluate(run, run.split.X_val, run.split.y_val, "val", dead_relu=True),
+                "lr": run.schedule.lr,
+                "grad_norm": global_norm,
+                "epoch_time": time.perf_counter() - started,
+            },
+            norms,
+        )
         run.schedule.after_epoch(record.metrics.get("val_loss", train_loss))
         self.history.append(record)
 
@@ -167,13 +183,23 @@ class EpochLedger:
             raise Diverged("nonfinite_loss", epoch, f"train loss {train_loss}", record)
         if diagnostics.enabled:
             if not math.isfinite(global_norm) or global_norm > diagnostics.exploding_norm:
-                raise Diverged("exploding_gradients", epoch, f"gradient norm {global_norm:.3g} > {diagnostics.exploding_norm:g}", record)
+                raise Diverged(
+                    "exploding_gradients",
+                    epoch,
+                    f"gradient norm {global_norm:.3g} > {diagnostics.exploding_norm:g}",
+                    record,
+                )
             layers = list(norms.values())
             if len(layers) >= 3:
                 ratio = layers[0] / layers[-1] if layers[-1] > 0 else 1.0
                 self.vanishing_streak = self.vanishing_streak + 1 if ratio < diagnostics.vanishing_ratio else 0
                 if self.vanishing_streak >= min(diagnostics.vanishing_epochs, self.epochs):
-                    raise Diverged("vanishing_gradients", epoch, f"first/last layer gradient norm ratio {ratio:.2e} < {diagnostics.vanishing_ratio:g}", record)
+                    raise Diverged(
+                        "vanishing_gradients",
+                        epoch,
+                        f"first/last layer gradient norm ratio {ratio:.2e} < {diagnostics.vanishing_ratio:g}",
+                        record,
+                    )
 
         value = record.metrics.get(self.monitor, train_loss)
         if self.best_value is None or better(value, self.best_value, self.direction):
@@ -197,7 +223,9 @@ class EpochLedger:
         """Put the best epoch's weights back (what a user would deploy) and sum the run up."""
         if self.best_state is not None:
             self.run.model.load_state_dict(self.best_state)
-        return FitResult(self.history, self.best_epoch, self.best_metrics, stopped_early=len(self.history) < self.epochs)
+        return FitResult(
+            self.history, self.best_epoch, self.best_metrics, stopped_early=len(self.history) < self.epochs
+        )
 
 
 def fit(
@@ -219,7 +247,9 @@ def fit(
     """
     cfg = run.config.train
     epochs = epochs or cfg.epochs
-    ledger = EpochLedger(run, monitor=monitor, direction=direction, epochs=epochs, on_epoch=on_epoch, diagnostics=diagnostics)
+    ledger = EpochLedger(
+        run, monitor=monitor, direction=direction, epochs=epochs, on_epoch=on_epoch, diagnostics=diagnostics
+    )
     model, opt, split = run.model, run.optimizer, run.split
     X, y = split.X_train, split.y_train
     n = len(X)

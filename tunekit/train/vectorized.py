@@ -19,23 +19,32 @@ from __future__ import annotations
 
 import time
 import warnings
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
+from tunekit.components.models import layer_of
+from tunekit.errors import Problem
 from tunekit.train.build import Run, steps_per_epoch
-from tunekit.train.trainer import Diagnostics, EpochLedger, EpochRecord, FitResult, autocast, layer_of
+from tunekit.train.trainer import Diagnostics, EpochLedger, EpochRecord, FitResult, autocast
 
 # torch.func has no batching rule for weight norm yet and falls back to a loop over members, with a
 # warning per call; the results are right (tests/test_population.py), only slower than for plain layers.
-warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet implemented the batching rule")
+warnings.filterwarnings(
+    "ignore", message="There is a performance drop because we have not yet implemented the batching rule"
+)
 
 # Config keys population members may differ in; every other value must be equal within a population.
 MEMBER_SECTIONS = ("optimizer.", "init.", "schedule.")
-SHARED_OPTIMIZER_ARGS = {"optimizer.name", "optimizer.nesterov", "optimizer.amsgrad", "optimizer.centered",
-                         "optimizer.decay_bias_and_norm"}
+SHARED_OPTIMIZER_ARGS = {
+    "optimizer.name",
+    "optimizer.nesterov",
+    "optimizer.amsgrad",
+    "optimizer.centered",
+    "optimizer.decay_bias_and_norm",
+}
 
 
 def is_member_key(key: str) -> bool:
@@ -54,33 +63,51 @@ def why_not(run: Run, *, size: bool = True) -> tuple[str, str] | None:
     to change, the reason in words for the user); None if it can."""
     config = run.config
     if config.optimizer.name not in STACKED_OPTIMIZERS:
-        return "optimizer.name", f"optimizer '{config.optimizer.name}' has no vectorized form (population supports {', '.join(STACKED_OPTIMIZERS)})"
+        return (
+            "optimizer.name",
+            f"optimizer '{config.optimizer.name}' has no vectorized form (population supports {', '.join(STACKED_OPTIMIZERS)})",
+        )
     if config.train.compile:
         return "train.compile", "train.compile is on (a population is already one vectorized model)"
     if config.train.precision == "fp16":
         return "train.precision", "train.precision fp16 needs a gradient scaler per run (use bf16)"
     if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in run.model.modules()):
-        return "model.norm", "the model uses batch norm, whose running statistics are not vectorized (use norm: layer or none)"
+        return (
+            "model.norm",
+            "the model uses batch norm, whose running statistics are not vectorized (use norm: layer or none)",
+        )
     weights = sum(p.numel() for p in run.model.parameters())
     if size and run.device.type == "cpu" and weights > CPU_MAX_WEIGHTS:
-        return "model", (f"the model has {weights:,} weights; on CPU cores a population is faster only below "
-                         f"{CPU_MAX_WEIGHTS:,} (benchmarks/population.py)")
+        return "model", (
+            f"the model has {weights:,} weights; on CPU cores a population is faster only below "
+            f"{CPU_MAX_WEIGHTS:,} (benchmarks/population.py)"
+        )
     return None
 
 
 def population_problems(config, space, run: Run) -> list:
     """study.population > 1 that can never train a population is a config error, not a silent slowdown.
     `run`: the base config built; `space`: the search space (a searched key may still choose a value that fits)."""
-    from tunekit.errors import Problem
 
     if config.study.population < 2:
         return []
     if any(o.metric == "train_time" for o in config.study.objectives or []):
-        return [Problem("study.population", "members of a population share their training time, so train_time cannot be an objective",
-                        hint="set study.population: 1 to measure each trial's own time")]
+        return [
+            Problem(
+                "study.population",
+                "members of a population share their training time, so train_time cannot be an objective",
+                hint="set study.population: 1 to measure each trial's own time",
+            )
+        ]
     blocked = why_not(run, size=False)  # size is no config error: the study may run on a GPU
     if blocked is not None and space.get(blocked[0]) is None:
-        return [Problem("study.population", f"trials cannot train together: {blocked[1]}", hint=f"change {blocked[0]}, or set study.population: 1")]
+        return [
+            Problem(
+                "study.population",
+                f"trials cannot train together: {blocked[1]}",
+                hint=f"change {blocked[0]}, or set study.population: 1",
+            )
+        ]
     return []
 
 
@@ -127,7 +154,7 @@ class _Numbers:
             self._views[cache_key] = _per_member(self.columns[key], like)
         return self._views[cache_key]
 
-    def rows(self, rows: torch.Tensor) -> "_Numbers":
+    def rows(self, rows: torch.Tensor) -> _Numbers:
         return _Numbers({k: v[rows] for k, v in self.columns.items()})
 
 
@@ -155,7 +182,11 @@ class StackedOptimizer:
                 self.slot_of[name] = len(self.slots)
                 self.slots.append(groups)
         flags = runs[0].optimizer.param_groups[0]
-        self.nesterov, self.amsgrad, self.centered = flags.get("nesterov", False), flags.get("amsgrad", False), flags.get("centered", False)
+        self.nesterov, self.amsgrad, self.centered = (
+            flags.get("nesterov", False),
+            flags.get("amsgrad", False),
+            flags.get("centered", False),
+        )
         self.hp = [self._read(slot) for slot in self.slots]
         self.tables: list[torch.Tensor] = []
         self.step_in_epoch = 0
@@ -190,7 +221,9 @@ class StackedOptimizer:
                 schedule = run.schedule
                 if schedule.interval == "step":
                     index = next(i for i, g in enumerate(run.optimizer.param_groups) if g is group)
-                    columns.append([schedule.base_lrs[index] * schedule.multiplier(schedule.t + s) for s in range(n_steps)])
+                    columns.append(
+                        [schedule.base_lrs[index] * schedule.multiplier(schedule.t + s) for s in range(n_steps)]
+                    )
                 else:
                     columns.append([group["lr"]] * n_steps)
             self.tables.append(torch.tensor(columns, dtype=torch.float64).T.contiguous().to(self.device))
@@ -301,8 +334,10 @@ class _Stack:
         self.trainable = {n: p.requires_grad for n, p in base.named_parameters()}
         self.buffer_names = [n for n, _ in base.named_buffers()]
         with torch.no_grad():
-            self.params = {n: torch.stack([dict(r.model.named_parameters())[n] for r in runs]).requires_grad_(self.trainable[n])
-                           for n in self.names}
+            self.params = {
+                n: torch.stack([dict(r.model.named_parameters())[n] for r in runs]).requires_grad_(self.trainable[n])
+                for n in self.names
+            }
             self.buffers = {n: torch.stack([dict(r.model.named_buffers())[n] for r in runs]) for n in self.buffer_names}
         self.layers = {n: layer_of(n) for n in self.names}
         self.optimizer = StackedOptimizer(runs, [n for n in self.names if self.trainable[n]], runs[0].device)
@@ -364,8 +399,10 @@ def fit_population(
     cfg = first.config.train
     epochs = epochs or cfg.epochs
     callbacks = list(on_epoch) if on_epoch is not None else [None] * len(runs)
-    ledgers = [EpochLedger(r, monitor=monitor, direction=direction, epochs=epochs, on_epoch=cb, diagnostics=diagnostics)
-               for r, cb in zip(runs, callbacks)]
+    ledgers = [
+        EpochLedger(r, monitor=monitor, direction=direction, epochs=epochs, on_epoch=cb, diagnostics=diagnostics)
+        for r, cb in zip(runs, callbacks)
+    ]
     outcomes: list[FitResult | Exception | None] = [None] * len(runs)
     active = list(range(len(runs)))  # run index per stack row
 
@@ -458,4 +495,3 @@ def _clip_norm_per_member(grads: list[torch.Tensor], max_norm: float) -> None:
     coef = (max_norm / (total + 1e-6)).clamp(max=1.0)
     for g in grads:
         g.mul_(_per_member(coef, g))
-
