@@ -69,3 +69,15 @@ def cli():
 
 def parse_json(text: str):
     return json.loads(text)
+
+
+def config_from(text: str, source: str | None = None, buildable: bool = True):
+    """A config from this YAML text, checked as `tunekit validate` checks a file: sections, the
+    search space and, unless `buildable=False`, the data and model it names (a ConfigError if not)."""
+    # Imported here, as in `cli`: torch must load after OMP_NUM_THREADS is set above.
+    from tunekit.config.load import validate_document
+    from tunekit.config.yaml_io import parse_yaml
+    from tunekit.train.build import check_buildable
+
+    config = validate_document(parse_yaml(textwrap.dedent(text), source))
+    return check_buildable(config) if buildable else config

@@ -124,3 +124,14 @@ def test_every_package_says_what_it_owns():
     for init in PACKAGE.rglob("__init__.py"):
         doc = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8")))
         assert doc and len(doc.splitlines()[0]) > 20, f"{init} needs a one-line docstring"
+
+
+def test_optuna_private_api_only_in_study_storage():
+    # Optuna's private attributes change between releases; one module wraps the few tunekit needs.
+    private = ("._storage", "._trial_id", "optuna.storages.journal._", "optuna.storages._")
+    users = sorted(
+        name
+        for name, tree in MODULES.items()
+        if name != "tunekit.study.storage" and any(p in ast.unparse(tree) for p in private)
+    )
+    assert not users, f"{users} reach Optuna's private API; add a wrapper to tunekit/study/storage.py"

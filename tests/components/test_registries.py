@@ -4,18 +4,17 @@ registries themselves, so a new entry is tested the moment it is added."""
 import pytest
 import torch
 
+from tests.conftest import config_from
 from tunekit.components.losses import LOSSES
 from tunekit.components.models import ACTIVATIONS, MODELS
 from tunekit.components.optimizers import OPTIMIZERS
 from tunekit.components.schedules import SCHEDULES
-from tunekit.config.load import validate_document
-from tunekit.config.yaml_io import parse_yaml
-from tunekit.train.build import build_run, check_buildable
+from tunekit.train.build import build_run
 from tunekit.train.trainer import Diagnostics, fit
 
 
 def one_step(text: str):
-    config = check_buildable(validate_document(parse_yaml(text)))
+    config = config_from(text)
     run = build_run(config, torch.device("cpu"), 0)
     before = [p.detach().clone() for p in run.model.parameters()]
     result = fit(
@@ -73,4 +72,4 @@ def test_conv_model_on_flat_data_is_a_config_error():
     from tunekit.errors import ConfigError
 
     with pytest.raises(ConfigError, match="set data.as_images: true"):
-        check_buildable(validate_document(parse_yaml("data: {name: iris}\nmodel: {name: cnn}\n")))
+        config_from("data: {name: iris}\nmodel: {name: cnn}\n")

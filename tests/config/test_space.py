@@ -3,6 +3,8 @@
 import optuna
 import pytest
 
+from tests.conftest import config_from
+from tunekit.components.samplers import SAMPLERS
 from tunekit.config.load import validate_document
 from tunekit.config.sections import check_sections
 from tunekit.config.space import SearchSpace
@@ -13,13 +15,13 @@ BASE = "data: {name: iris}\nmodel: {name: mlp, hidden: [8]}\noptimizer: {name: a
 
 
 def space_of(search: str) -> SearchSpace:
-    config = validate_document(parse_yaml(BASE + "search:\n" + search))
+    config = config_from(BASE + "search:\n" + search, buildable=False)
     return SearchSpace.parse(config)[0]
 
 
 def errors(search: str) -> list[str]:
     with pytest.raises(ConfigError) as info:
-        validate_document(parse_yaml(BASE + "search:\n" + search, "c.yaml"))
+        config_from(BASE + "search:\n" + search, "c.yaml", buildable=False)
     return info.value.lines()
 
 
@@ -129,7 +131,7 @@ def test_baseline_reproduces_base_values_inside_the_space():
     space = space_of(
         "  optimizer.lr: {low: 1e-4, high: 1e-1, log: true}\n  model.hidden: {choices: [[8], [16]]}\n  model.dropout: {low: 0.2, high: 0.5}\n"
     )
-    config = validate_document(parse_yaml(BASE))
+    config = config_from(BASE, buildable=False)
     base = space.baseline(config.raw)
     assert base == {"optimizer.lr": 1e-3, "model.hidden": "[8]"}  # dropout's base 0.0 lies outside [0.2, 0.5]
 
@@ -138,3 +140,22 @@ def test_fingerprint_changes_with_the_space():
     a = space_of("  optimizer.lr: {low: 1e-4, high: 1e-1, log: true}\n").fingerprint()
     b = space_of("  optimizer.lr: {low: 1e-4, high: 1e-1}\n").fingerprint()
     assert a != b and a == space_of("  optimizer.lr: {low: 1e-4, high: 1e-1, log: true}\n").fingerprint()
+
+
+def test_the_space_size_is_the_number_of_grid_points():
+    # A stepped int (4 points) and a stepped float range whose end is not on the step (0.1 .. 0.35
+    # by 0.1: 0.1, 0.2, 0.3): 12 configs, and the grid sampler walks exactly those.
+    config = config_from(
+        BASE
+        + "search:\n  train.epochs: {low: 2, high: 8, step: 2}\n  model.dropout: {low: 0.1, high: 0.35, step: 0.1}\n",
+        buildable=False,
+    )
+    space, problems = SearchSpace.parse(config)
+    assert problems == [] and space.size() == 12
+    assert space.get("model.dropout").points() == [
+        0.1,
+        0.2,
+        0.3,
+    ]  # 0.1 + 2 * 0.1 stored as 0.3, not 0.30000000000000004
+    grid = SAMPLERS.get("grid")(space, seed=0)
+    assert len(grid._all_grids) == space.size()

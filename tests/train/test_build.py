@@ -2,10 +2,8 @@
 
 import pytest
 
-from tunekit.config.load import validate_document
-from tunekit.config.yaml_io import parse_yaml
+from tests.conftest import config_from
 from tunekit.errors import ConfigError, DataError
-from tunekit.train.build import check_buildable
 
 
 @pytest.mark.parametrize(
@@ -28,7 +26,7 @@ from tunekit.train.build import check_buildable
 )
 def test_rejected_values(text, fragment):
     with pytest.raises(ConfigError) as info:
-        check_buildable(validate_document(parse_yaml("data: {name: iris}\n" + text + "\n", "c.yaml")))
+        config_from("data: {name: iris}\n" + text + "\n", "c.yaml")
     assert any(fragment in line for line in info.value.lines()), info.value.lines()
 
 
@@ -38,12 +36,12 @@ def test_unavailable_device_is_an_environment_error():
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     with pytest.raises(DataError, match="device 'cuda' is not available"):
-        check_buildable(validate_document(parse_yaml("data: {name: iris}\ntrain: {device: cuda}\n")))
+        config_from("data: {name: iris}\ntrain: {device: cuda}\n")
 
 
 def test_defaults_resolve_from_the_task():
-    clf = check_buildable(validate_document(parse_yaml("data: {name: iris}\n")))
-    reg = check_buildable(validate_document(parse_yaml("data: {name: diabetes}\n")))
+    clf = config_from("data: {name: iris}\n")
+    reg = config_from("data: {name: diabetes}\n")
     assert (clf.loss.name, clf.study.metric, clf.study.direction) == ("cross_entropy", "val_accuracy", "maximize")
     assert (reg.loss.name, reg.study.metric, reg.study.direction) == ("mse", "val_rmse", "minimize")
 
@@ -72,7 +70,7 @@ def test_channels_last_only_for_convolutions_under_autocast_on_a_gpu(device, pre
     from tunekit.train.build import build_model, channels_last_helps, load_data
 
     text = CNN.replace("PRECISION", precision).replace("name: cnn, channels: [4, 8], norm: none", f"name: {model}")
-    config = check_buildable(validate_document(parse_yaml(text)))
+    config = config_from(text)
     built = build_model(config, load_data(config))
     assert channels_last_helps(built, torch.device(device), precision) is expected
 
@@ -84,7 +82,7 @@ def test_channels_last_trains_the_same_model():
     from tunekit.train.build import build_run, to_channels_last
     from tunekit.train.trainer import fit
 
-    config = check_buildable(validate_document(parse_yaml(CNN.replace("PRECISION", "fp32"))))
+    config = config_from(CNN.replace("PRECISION", "fp32"))
     plain = build_run(config, torch.device("cpu"), seed=1)
     nhwc = build_run(config, torch.device("cpu"), seed=1)
     nhwc.model, nhwc.split = to_channels_last(nhwc.model, nhwc.split)

@@ -3,11 +3,10 @@
 import pytest
 import torch
 
-from tunekit.config.load import validate_document
-from tunekit.config.yaml_io import parse_yaml
+from tests.conftest import config_from
 from tunekit.errors import ConfigError, DataError
 from tunekit.study.retrain import train_config
-from tunekit.train.build import build_run, check_buildable
+from tunekit.train.build import build_run
 from tunekit.train.trainer import fit
 
 BASE = "data: {name: digits}\nmodel: {name: mlp, hidden: [32, 32]}\noptimizer: {name: adamw, lr: 0.01, weight_decay: 0.1}\ntrain: {epochs: 2}\n"
@@ -16,7 +15,7 @@ BASE = "data: {name: digits}\nmodel: {name: mlp, hidden: [32, 32]}\noptimizer: {
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     out = tmp_path_factory.mktemp("pre")
-    train_config(check_buildable(validate_document(parse_yaml(BASE))), out, seed=0)
+    train_config(config_from(BASE), out, seed=0)
     return out / "model.pt"
 
 
@@ -24,7 +23,7 @@ def finetune_run(checkpoint, finetune: str):
     text = BASE.replace(
         "train: {epochs: 2}", f"train: {{epochs: 2, finetune: {{checkpoint: '{checkpoint}', {finetune}}}}}"
     )
-    config = check_buildable(validate_document(parse_yaml(text, "ft.yaml")))
+    config = config_from(text, "ft.yaml")
     return build_run(config, torch.device("cpu"), seed=1)
 
 
@@ -69,4 +68,4 @@ def test_checkpoint_of_another_architecture_is_refused(checkpoint):
         "train: {epochs: 2}", f"train: {{finetune: {{checkpoint: '{checkpoint}'}}}}"
     )
     with pytest.raises(ConfigError, match="does not fit this model"):
-        check_buildable(validate_document(parse_yaml(text)))
+        config_from(text)

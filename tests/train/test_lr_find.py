@@ -5,16 +5,15 @@ import json
 
 import torch
 
-from tunekit.config.load import validate_document
-from tunekit.config.yaml_io import parse_yaml
-from tunekit.train.build import build_run, check_buildable
+from tests.conftest import config_from
+from tunekit.train.build import build_run
 from tunekit.train.lr_find import lr_range_test
 
 CONFIG = "name: lrf\ndata: {name: digits}\nmodel: {name: mlp, hidden: [64]}\noptimizer: {name: sgd, lr: 0.05, momentum: 0.9}\ntrain: {batch_size: 64}\n"
 
 
 def test_restores_model_and_optimizer_bit_identically():
-    run = build_run(check_buildable(validate_document(parse_yaml(CONFIG))), torch.device("cpu"), 0)
+    run = build_run(config_from(CONFIG), torch.device("cpu"), 0)
     # give the optimizer some state first, so restoring it is a real test
     loss = run.loss_fn(run.model(run.split.X_train[:32]), run.split.y_train[:32])
     loss.backward()
@@ -31,7 +30,7 @@ def test_restores_model_and_optimizer_bit_identically():
 
 
 def test_suggestion_lies_inside_the_sweep():
-    run = build_run(check_buildable(validate_document(parse_yaml(CONFIG))), torch.device("cpu"), 0)
+    run = build_run(config_from(CONFIG), torch.device("cpu"), 0)
     curve = lr_range_test(run, 1e-6, 10.0, steps=80)
     suggested, low, high = curve.suggestion()
     assert 1e-6 <= low < suggested < high <= curve.lrs[-1]

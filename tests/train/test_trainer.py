@@ -3,14 +3,14 @@
 import pytest
 import torch
 
-from tunekit.config.load import validate_document
-from tunekit.config.yaml_io import parse_yaml
-from tunekit.train.build import build_run, check_buildable, steps_per_epoch
+from tests.conftest import config_from
+from tunekit.train.batches import steps_per_epoch
+from tunekit.train.build import build_run
 from tunekit.train.trainer import Diagnostics, Diverged, fit
 
 
 def make_run(text: str, seed: int = 0):
-    config = check_buildable(validate_document(parse_yaml(text)))
+    config = config_from(text)
     return build_run(config, torch.device("cpu"), seed), config
 
 

@@ -93,13 +93,9 @@ def grid(space, seed: int | None = None):
 
     grid_values = {}
     for p in space:
-        if p.kind == "categorical":
-            grid_values[p.key] = p.labels
-        elif p.size() is not None:
-            step = p.step or 1
-            grid_values[p.key] = [p.low + i * step for i in range(p.size())]
-        else:
+        if p.size() is None:
             raise ValueError(f"grid needs choices or a step for every entry; search.{p.key} is a continuous range")
+        grid_values[p.key] = p.points()
     return _finite(optuna.samplers.GridSampler)(grid_values, seed=seed)
 
 

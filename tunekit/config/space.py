@@ -66,7 +66,11 @@ class Param:
     def representatives(self) -> list[Any]:
         return list(self.choices) if self.kind == "categorical" else [self.low, self.high]
 
+    # The points of a finite entry: its choices, or its range walked by `step`. The space's size,
+    # the grid and the check that a trial repeats none of them all read these methods.
+
     def size(self) -> int | None:
+        """How many points the entry has; None for a continuous range."""
         if self.kind == "categorical":
             return len(self.choices)
         if self.kind == "int":
@@ -74,6 +78,21 @@ class Param:
         if self.step:
             return int(math.floor((self.high - self.low) / self.step + 1e-9)) + 1
         return None
+
+    def point(self, i: int) -> Any:
+        """The i-th point, as Optuna stores it (a choice's label, a number on the step)."""
+        if self.kind == "categorical":
+            return self.labels[i]
+        if self.kind == "int":
+            return self.low + i * (self.step or 1)
+        return float(f"{self.low + i * self.step:.12g}")  # 0.1 + 2 * 0.1 is 0.30000000000000004
+
+    def points(self) -> list[Any]:
+        """Every point of a finite entry, in order."""
+        n = self.size()
+        if n is None:
+            raise ValueError(f"search.{self.key} is a continuous range: it has no list of points")
+        return [self.point(i) for i in range(n)]
 
     def describe(self) -> str:
         if self.kind == "categorical":

@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from tunekit import reasons
+
 EDGE = 0.05  # within 5% of a range end (in log space for log ranges)
 NEGLIGIBLE = 0.02  # share of the metric's variance below which a parameter may as well be fixed
-DIVERGED = {"nonfinite_loss", "exploding_gradients", "vanishing_gradients"}
 TRIALS_PER_PARAM = 10  # TPE's own start-up is 10 random trials; a model of d dimensions needs more
 
 
@@ -67,7 +68,7 @@ def divergence_region(space: dict, trials: list[dict]) -> list[str]:
         if dist["kind"] not in ("float", "int"):
             continue
         points = sorted(
-            (t["params"][key], t["state"] == "FAIL" and t.get("reason") in DIVERGED)
+            (t["params"][key], t["state"] == "FAIL" and t.get("reason") in reasons.DIAGNOSTIC)
             for t in finished
             if key in t["params"]
         )

@@ -7,9 +7,11 @@ from typing import Any
 
 import optuna
 
+from tunekit import reasons
 from tunekit.report.summary import pick_best
 from tunekit.runs import StudyDir
 from tunekit.study.best import write_best
+from tunekit.study.storage import stored_trial
 
 
 def tell(study, study_dir: StudyDir, trial, state: str, outcome: Any) -> None:
@@ -25,7 +27,7 @@ def tell(study, study_dir: StudyDir, trial, state: str, outcome: Any) -> None:
 def retry_later(study, trial) -> None:
     """Close a running trial as interrupted and queue its params to run again (it does not count)."""
     with contextlib.suppress(Exception):  # already closed (told, or by another worker): nothing to record
-        trial.set_user_attr("reason", "interrupted")
+        trial.set_user_attr("reason", reasons.INTERRUPTED)
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
 
@@ -33,14 +35,14 @@ def retry_later(study, trial) -> None:
 def closed_elsewhere(study, trial) -> bool:
     """Did another worker finish this trial (as worker_died) while we held it?"""
     try:
-        stored = study._storage.get_trial(trial._trial_id)
+        stored = stored_trial(study, trial)
     except Exception:
         return False
-    return stored.state.is_finished() and stored.user_attrs.get("reason") == "worker_died"
+    return stored.state.is_finished() and stored.user_attrs.get("reason") == reasons.WORKER_DIED
 
 
 def close_failed(study, trial) -> None:
     """Whatever escaped (a full disk, a storage error): never leave the trial RUNNING."""
     with contextlib.suppress(Exception):
-        trial.set_user_attr("reason", "error")
+        trial.set_user_attr("reason", reasons.ERROR)
         study.tell(trial, state=optuna.trial.TrialState.FAIL)

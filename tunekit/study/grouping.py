@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
+from tunekit import reasons
 from tunekit.components.samplers import space_covered, space_is_finite
 from tunekit.study.closing import close_failed
 from tunekit.study.trial import TrialJob
@@ -86,7 +87,7 @@ def train_jobs(jobs: list[TrialJob], log, told: set[str]) -> list[tuple[str, Any
     groups: dict[str, list[int]] = {}
     for i, job in enumerate(jobs):
         if job.problem:
-            outcomes[i] = job.fail("error", job.problem)
+            outcomes[i] = job.fail(reasons.ERROR, job.problem)
         else:
             groups.setdefault(shared_part(job.raw), []).append(i)
     for members in groups.values():

@@ -17,9 +17,11 @@ import time
 
 import optuna
 
+from tunekit import reasons
+from tunekit.study.storage import storage_of, trial_id
+
 HEARTBEAT_S = 15.0
 STALE_AFTER_S = 120.0  # eight missed heartbeats: the worker is gone, whatever host it was on
-RETRIED_REASONS = {"interrupted", "worker_died"}  # trials that are run again, so they do not count
 
 HOST = socket.gethostname()
 
@@ -52,8 +54,8 @@ class Heartbeat:
     def running(self, trial_ids: list[int]):
         """Mark the trials as this worker's while the block runs. Their first beat is their start
         time (is_dead reads it when no heartbeat is recorded yet): one journal write saved per trial."""
-        for trial_id in trial_ids:
-            self.storage.set_trial_user_attr(trial_id, "worker", worker_id())
+        for tid in trial_ids:
+            self.storage.set_trial_user_attr(tid, "worker", worker_id())
         with self._lock:
             self._running.update(trial_ids)
         try:
@@ -66,9 +68,9 @@ class Heartbeat:
         while not self._stop.wait(self.interval):
             with self._lock:
                 trial_ids = sorted(self._running)
-            for trial_id in trial_ids:
+            for tid in trial_ids:
                 try:
-                    self.storage.set_trial_user_attr(trial_id, "heartbeat", time.time())
+                    self.storage.set_trial_user_attr(tid, "heartbeat", time.time())
                 except Exception:
                     continue  # told in the meantime: nothing left to keep alive
 
@@ -106,7 +108,7 @@ def recover_dead_trials(study, log) -> int:
         if not is_dead(trial):
             continue
         try:
-            study._storage.set_trial_user_attr(trial._trial_id, "reason", "worker_died")
+            storage_of(study).set_trial_user_attr(trial_id(trial), "reason", reasons.WORKER_DIED)
             study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
         except (ValueError, RuntimeError):
             continue  # another worker recovered it first
@@ -123,7 +125,7 @@ def counted(trial) -> bool:
 
     if trial.state == optuna.trial.TrialState.WAITING:
         return False
-    return not (trial.state == optuna.trial.TrialState.FAIL and trial.user_attrs.get("reason") in RETRIED_REASONS)
+    return not (trial.state == optuna.trial.TrialState.FAIL and trial.user_attrs.get("reason") in reasons.RETRIED)
 
 
 def live_workers(study) -> list[str]:

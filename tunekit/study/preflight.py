@@ -14,6 +14,7 @@ from tunekit.config.paths import apply_params
 from tunekit.config.sections import Config
 from tunekit.config.space import SearchSpace
 from tunekit.errors import ConfigError
+from tunekit.train.batches import rows_per_batch
 from tunekit.train.build import build_checked, build_run, resolve_device
 from tunekit.train.vectorized import population_problems
 
@@ -30,7 +31,7 @@ def one_step(config: Config, device: str | None = None) -> dict[str, Any]:
     """Forward, backward and one optimizer step on one training batch of the base config."""
 
     run = build_run(config, resolve_device(device or config.train.device), config.seed)
-    bs = len(run.split.X_train) if config.train.batch_size == "full" else config.train.batch_size
+    bs = rows_per_batch(len(run.split.X_train), config.train.batch_size)
     xb, yb = run.split.X_train[:bs], run.split.y_train[:bs]
     started = time.perf_counter()
     run.model.train()

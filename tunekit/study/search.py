@@ -15,6 +15,7 @@ import signal
 import time
 from typing import Any
 
+from tunekit import reasons
 from tunekit.components.samplers import build_sampler_and_pruner
 from tunekit.config.sections import Config
 from tunekit.config.space import SearchSpace
@@ -88,7 +89,7 @@ def run_search(config: Config, opts: SearchOptions) -> dict[str, Any]:
     write_best(study, study_dir)
     summary = summarize(study, describe_storage(study_dir, opts.storage))
     states = summary["states"]
-    real_failures = {r: n for r, n in summary["reasons"].items() if r not in ("timeout", "interrupted", "worker_died")}
+    real_failures = {r: n for r, n in summary["reasons"].items() if r not in reasons.NOT_THE_CONFIG}
     if states["COMPLETE"] == 0 and states["PRUNED"] == 0 and real_failures:
         top = ", ".join(f"{r} x{n}" for r, n in real_failures.items())
         raise AllTrialsFailed(

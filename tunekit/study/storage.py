@@ -122,3 +122,22 @@ def load_study(study_dir: StudyDir, url: str | None = None):
         return optuna.load_study(study_name=study_dir.name, storage=storage)
     except KeyError:
         raise StateError(f"storage holds no study named '{study_dir.name}'") from None
+
+
+# Optuna's public API reaches a trial through the Study and the Trial object that asked it. A worker
+# also writes to trials it does not hold (its heartbeat thread; recovering a dead worker's trial) and
+# rereads a trial another worker may have closed, which takes the storage and the trial's id. These
+# three are tunekit's only use of Optuna's private attributes (tests/test_layout.py checks).
+
+
+def storage_of(study):
+    return study._storage
+
+
+def trial_id(trial) -> int:
+    return trial._trial_id
+
+
+def stored_trial(study, trial):
+    """The trial as the storage has it now, whoever wrote it last."""
+    return study._storage.get_trial(trial._trial_id)

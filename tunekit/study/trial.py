@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from tunekit import reasons
 from tunekit.config.paths import apply_params
 from tunekit.config.sections import Config, check_sections
 from tunekit.config.space import SearchSpace
@@ -125,14 +126,14 @@ class TrialJob:
                 )
                 return "PRUNED", None
             if isinstance(exc, TimedOut):
-                return _fail(trial, "timeout", f"--timeout reached at epoch {exc.args[0]}", started)
+                return _fail(trial, reasons.TIMEOUT, f"--timeout reached at epoch {exc.args[0]}", started)
             if isinstance(exc, Diverged):
                 if exc.record is not None:  # the epoch that went wrong, with why, closes the trial's metrics
                     append_jsonl(self.metrics_path, {**exc.record.to_json(), "stopped": exc.reason})
                 return _fail(trial, exc.reason, str(exc), started)
             if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or not isinstance(exc, Exception):
                 raise exc
-            reason = "oom" if "out of memory" in str(exc).lower() else "error"
+            reason = reasons.OOM if "out of memory" in str(exc).lower() else reasons.ERROR
             detail = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             if os.environ.get("TUNEKIT_DEBUG"):
                 traceback.print_exception(exc)
@@ -147,7 +148,9 @@ class TrialJob:
         values = [measured.get(metric) for metric, _ in self.objectives]
         for (metric, _), value in zip(self.objectives, values):
             if value is None or not math.isfinite(value):
-                return _fail(trial, "nonfinite_loss", f"{metric} is {value}", started)  # Optuna would COMPLETE +inf
+                return _fail(
+                    trial, reasons.NONFINITE_LOSS, f"{metric} is {value}", started
+                )  # Optuna would COMPLETE +inf
         # One attribute, not four: each is an fsynced journal write (see study.summary.outcome).
         trial.set_user_attr(
             "result",
@@ -163,7 +166,7 @@ class TrialJob:
     def train_alone(self) -> tuple[str, Any]:
 
         if self.problem:
-            return self.fail("error", self.problem)
+            return self.fail(reasons.ERROR, self.problem)
         try:
             self.build()
             result = fit(

@@ -24,7 +24,7 @@ from tunekit.study.closing import close_failed, closed_elsewhere, retry_later, t
 from tunekit.study.grouping import ask_population, train_jobs
 from tunekit.study.liveness import Heartbeat, counted, recover_dead_trials
 from tunekit.study.options import SearchOptions, TimedOut, main_thread
-from tunekit.study.storage import open_storage
+from tunekit.study.storage import open_storage, storage_of, trial_id
 from tunekit.study.trial import run_trial
 from tunekit.train.build import warm_up
 
@@ -69,7 +69,7 @@ def work(
     target = opts.trials or config.study.trials
     told: set[str] = set()  # notes already given by this worker (each is said once)
     warm_up(config, opts.device or config.train.device)
-    with Heartbeat(study._storage) as beats:
+    with Heartbeat(storage_of(study)) as beats:
         while True:
             taken = _take_next(study, config, space, study_dir, opts, deadline, target, label)
             if taken is None:
@@ -165,7 +165,7 @@ def _train(
     told: set[str],
 ) -> list[tuple[str, Any]]:
     """Train the taken trials (alone, or as populations) with their heartbeats and the --timeout alarm on."""
-    with beats.running([trial._trial_id for trial in trials]), _alarm(deadline):
+    with beats.running([trial_id(trial) for trial in trials]), _alarm(deadline):
         if jobs is None:
             return [run_trial(trials[0], config, space, study_dir, opts, deadline)]
         return train_jobs(jobs, opts.log, told)

@@ -25,6 +25,7 @@ from tunekit.config.paths import apply_params
 from tunekit.config.sections import Config, check_sections, lookup
 from tunekit.errors import ConfigError, DataError, Problem
 from tunekit.registry import did_you_mean
+from tunekit.train.batches import steps_per_epoch
 from tunekit.train.finetune import apply_finetune  # before the optimizer: frozen params must stay out of it
 
 
@@ -64,11 +65,11 @@ def resolve(config: Config, split: Split) -> Config:
         params["loss.name"] = "cross_entropy" if task == "classification" else "mse"
     objectives = config.study.objectives
     if objectives:
-        per_epoch = [o.metric for o in objectives if o.metric not in metrics.TRIAL_METRICS]
+        per_epoch = [o.metric for o in objectives if not metrics.is_trial_metric(o.metric)]
         if config.study.metric is not None and config.study.metric != (per_epoch or [None])[0]:
             raise ConfigError([Problem("study.metric", "give either metric or objectives, not both")], config.source)
         params["study.objectives"] = [
-            {"metric": o.metric, "direction": o.direction or metrics.objective_direction(o.metric)} for o in objectives
+            {"metric": o.metric, "direction": o.direction or metrics.direction_of(o.metric)} for o in objectives
         ]
         # The first per-epoch objective picks each trial's best epoch and drives early stopping.
         metric = per_epoch[0] if per_epoch else metrics.default_metric(task)
@@ -100,7 +101,7 @@ def resolve(config: Config, split: Split) -> Config:
         checks += [
             (f"study.objectives.{i}.metric", o.metric)
             for i, o in enumerate(objectives or [])
-            if o.metric not in metrics.TRIAL_METRICS
+            if not metrics.is_trial_metric(o.metric)
         ]
         for key, name in checks:
             if name and name not in allowed:
@@ -129,13 +130,6 @@ class Run:
     loss_fn: Callable
     predict: Callable | None
     device: torch.device
-
-
-def steps_per_epoch(n_train: int, batch_size: int | str) -> int:
-    bs = n_train if batch_size == "full" else min(batch_size, n_train)
-    full, rest = divmod(n_train, bs)
-    # A trailing batch of one sample is folded away: batch norm cannot normalize a single row.
-    return full + (1 if rest > 1 or (rest == 1 and bs == 1) else 0)
 
 
 def _constructed(section: str, build: Callable, source: str | None):

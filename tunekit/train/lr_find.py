@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from tunekit.runs import write_atomic
+from tunekit.train.batches import rows_per_batch
 from tunekit.train.build import Run
 
 # Exponential moving average of the loss, bias-corrected. 0.9 spans ~10 steps, under one decade of
@@ -47,7 +48,7 @@ def lr_range_test(run: Run, lr_min: float = 1e-7, lr_max: float = 10.0, steps: i
     saved_rng = torch.get_rng_state()
     curve = LRCurve()
     n = len(split.X_train)
-    bs = n if run.config.train.batch_size == "full" else min(run.config.train.batch_size, n)
+    bs = rows_per_batch(n, run.config.train.batch_size)
     generator = torch.Generator(device=run.device).manual_seed(seed)
     perm, cursor = torch.randperm(n, device=run.device, generator=generator), 0
     avg, best = 0.0, math.inf

@@ -17,15 +17,17 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from tunekit.components.metrics import better
+from tunekit import reasons
+from tunekit.components.metrics import better, direction_of
 from tunekit.components.models import layer_of
-from tunekit.train.build import Run, copy_state, steps_per_epoch
+from tunekit.train.batches import Batches
+from tunekit.train.build import Run, copy_state
 
 EVAL_CHUNK = 8192
 
 
 class Diverged(Exception):
-    """Training went numerically wrong; `reason` is one of SPEC's diagnostic reasons."""
+    """Training went numerically wrong; `reason` is one of reasons.DIAGNOSTIC."""
 
     def __init__(self, reason: str, epoch: int, detail: str, record: EpochRecord | None = None):
         super().__init__(f"{reason} at epoch {epoch}: {detail}")
@@ -151,11 +153,7 @@ class EpochLedger:
         self.diagnostics = diagnostics or Diagnostics()
         self.stopping = stopping = run.config.train.early_stopping
         self.stop_metric = stopping.metric if stopping and stopping.metric else monitor
-        self.stop_direction = (
-            direction
-            if self.stop_metric == monitor
-            else ("maximize" if self.stop_metric.endswith(("accuracy", "r2")) else "minimize")
-        )
+        self.stop_direction = direction if self.stop_metric == monitor else direction_of(self.stop_metric)
         self.history: list[EpochRecord] = []
         self.best_value, self.best_epoch, self.best_state, self.best_metrics = None, 0, None, {}
         self.stop_best, self.stale, self.vanishing_streak = None, 0, 0
@@ -180,11 +178,11 @@ class EpochLedger:
         self.history.append(record)
 
         if not math.isfinite(train_loss) or not math.isfinite(record.metrics.get("val_loss", 0.0)):
-            raise Diverged("nonfinite_loss", epoch, f"train loss {train_loss}", record)
+            raise Diverged(reasons.NONFINITE_LOSS, epoch, f"train loss {train_loss}", record)
         if diagnostics.enabled:
             if not math.isfinite(global_norm) or global_norm > diagnostics.exploding_norm:
                 raise Diverged(
-                    "exploding_gradients",
+                    reasons.EXPLODING_GRADIENTS,
                     epoch,
                     f"gradient norm {global_norm:.3g} > {diagnostics.exploding_norm:g}",
                     record,
@@ -195,7 +193,7 @@ class EpochLedger:
                 self.vanishing_streak = self.vanishing_streak + 1 if ratio < diagnostics.vanishing_ratio else 0
                 if self.vanishing_streak >= min(diagnostics.vanishing_epochs, self.epochs):
                     raise Diverged(
-                        "vanishing_gradients",
+                        reasons.VANISHING_GRADIENTS,
                         epoch,
                         f"first/last layer gradient norm ratio {ratio:.2e} < {diagnostics.vanishing_ratio:g}",
                         record,
@@ -253,8 +251,8 @@ def fit(
     model, opt, split = run.model, run.optimizer, run.split
     X, y = split.X_train, split.y_train
     n = len(X)
-    bs = n if cfg.batch_size == "full" else min(cfg.batch_size, n)
-    n_steps = steps_per_epoch(n, cfg.batch_size)
+    batches = Batches.of(n, cfg.batch_size)
+    n_steps = batches.steps
     clip = cfg.clip
     scaler = torch.amp.GradScaler(run.device.type) if cfg.precision == "fp16" and run.device.type == "cuda" else None
     forward = torch.compile(model) if cfg.compile else model
@@ -271,7 +269,7 @@ def fit(
         perm = torch.randperm(n, device=run.device, generator=generator)
         loss_sum = torch.zeros((), device=run.device)
         for step in range(n_steps):
-            idx = perm[step * bs : (step + 1) * bs] if step < n_steps - 1 else perm[step * bs :]
+            idx = batches.rows(perm, step)
             xb, yb = X[idx], y[idx]
             with amp:
                 loss = run.loss_fn(forward(xb).float(), yb)

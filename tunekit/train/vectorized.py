@@ -27,7 +27,8 @@ from torch.func import functional_call, vmap
 
 from tunekit.components.models import layer_of
 from tunekit.errors import Problem
-from tunekit.train.build import Run, steps_per_epoch
+from tunekit.train.batches import Batches
+from tunekit.train.build import Run
 from tunekit.train.trainer import Diagnostics, EpochLedger, EpochRecord, FitResult, autocast
 
 # torch.func has no batching rule for weight norm yet and falls back to a loop over members, with a
@@ -409,8 +410,8 @@ def fit_population(
     split, device = first.split, first.device
     X, y = split.X_train, split.y_train
     n = len(X)
-    bs = n if cfg.batch_size == "full" else min(cfg.batch_size, n)
-    n_steps = steps_per_epoch(n, cfg.batch_size)
+    batches = Batches.of(n, cfg.batch_size)
+    n_steps = batches.steps
     clip = cfg.clip
     clip_norm, clip_value = (clip.norm, clip.value) if clip else (None, None)
     generator = torch.Generator(device=device).manual_seed(shuffle_seed)
@@ -437,7 +438,7 @@ def fit_population(
             loss_sum = torch.zeros(len(active), device=device)
             stack.optimizer.plan_epoch(n_steps)
             for step in range(n_steps):
-                idx = perm[step * bs : (step + 1) * bs] if step < n_steps - 1 else perm[step * bs :]
+                idx = batches.rows(perm, step)
                 xb, yb = X[idx], y[idx]
                 with amp:
                     losses = losses_of(stack.params, stack.buffers, xb, yb)

@@ -1,0 +1,26 @@
+"""Why a trial failed: the one vocabulary that training, the study, the report and the advice share.
+
+A failed trial records one of these as its `reason` user attribute (SPEC §3). The groups below
+are what the rest of tunekit asks about a reason: was it a diagnostic (the run went numerically
+wrong), is the trial run again (so it does not count), or was it cut off by the budget.
+"""
+
+from __future__ import annotations
+
+# Diagnostics: training itself went wrong (train/trainer.py raises these).
+NONFINITE_LOSS = "nonfinite_loss"
+EXPLODING_GRADIENTS = "exploding_gradients"
+VANISHING_GRADIENTS = "vanishing_gradients"
+
+# The trial could not run to its end for another reason.
+OOM = "oom"  # out of memory, on the GPU or the host
+ERROR = "error"  # an exception: a bug in user code, a bad value only training could reveal
+TIMEOUT = "timeout"  # --timeout reached while it trained
+INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM: its params are queued again
+WORKER_DIED = "worker_died"  # its worker stopped heartbeating (killed, machine lost): queued again
+
+ALL = (NONFINITE_LOSS, EXPLODING_GRADIENTS, VANISHING_GRADIENTS, OOM, ERROR, TIMEOUT, INTERRUPTED, WORKER_DIED)
+
+DIAGNOSTIC = frozenset({NONFINITE_LOSS, EXPLODING_GRADIENTS, VANISHING_GRADIENTS})
+RETRIED = frozenset({INTERRUPTED, WORKER_DIED})  # run again, so they do not count toward --trials
+NOT_THE_CONFIG = RETRIED | {TIMEOUT}  # say nothing about the config: never "every trial failed" for these alone
