@@ -80,7 +80,7 @@ def _guarded(fn: Callable) -> Callable:
                 raise typer.Exit(1) from None
             _err(
                 f"error: disk full{f' writing {exc.filename}' if exc.filename else ''}; files written so far are intact "
-                "(hint: free space, then rerun the same command; `--repair` mends a torn journal)"
+                "(hint: free space, then rerun the same command; `tunekit search ... --repair` mends a torn journal)"
             )
             raise typer.Exit(5) from None
         except typer.Exit:
@@ -195,7 +195,11 @@ def search(
     set_: SetOpt = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Archive the existing study and start anew.")] = False,
     repair: Annotated[
-        bool, typer.Option("--repair", help="Back up and repair a journal with a torn last line.")
+        bool,
+        typer.Option(
+            "--repair",
+            help="Back up the journal and mend it: add a missing final newline, set aside torn or corrupt lines.",
+        ),
     ] = False,
     dry_run: Annotated[
         bool,
@@ -219,9 +223,15 @@ def search(
     """
     from tunekit.config.load import load_config
     from tunekit.config.sections import allow_plugins
-    from tunekit.study.options import SearchOptions, study_name_for
+    from tunekit.errors import UsageError
+    from tunekit.study.options import SearchOptions, max_workers, study_name_for
     from tunekit.study.search import run_search
 
+    if workers > max_workers():
+        raise UsageError(
+            f"--workers {workers} is more than this machine can use (at most {max_workers()}: 4 per core, 256 in all)",
+            "use fewer workers here, or start `tunekit search` on more machines with a shared --storage",
+        )
     allow_plugins(allow_plugin)
     cfg = load_config(config, set_)
     device_list = _parse_devices(devices)
@@ -336,7 +346,7 @@ def train(
     else:
         cfg = load_config(config, set_)
         name = cfg.name or (Path(config).stem if config != "-" else "config")
-        out = StudyDir(runs, name).path / "train"
+        out = StudyDir(runs, name).sub("train")
         result = train_seeds(cfg, out, first_seed=cfg.seed, seeds=seeds, epochs=epochs, log=log)
     if json_:
         _print_json(result)

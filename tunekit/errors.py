@@ -74,5 +74,9 @@ class StateError(TunekitError):
     exit_code = 5
 
 
+class DiskFull(StateError):
+    """No space left while writing a file; the previous version of that file is intact."""
+
+
 class AllTrialsFailed(TunekitError):
     exit_code = 6

@@ -18,9 +18,20 @@ ERROR = "error"  # an exception: a bug in user code, a bad value only training c
 TIMEOUT = "timeout"  # --timeout reached while it trained
 INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM: its params are queued again
 WORKER_DIED = "worker_died"  # its worker stopped heartbeating (killed, machine lost): queued again
+DISK_FULL = "disk_full"  # the disk filled while it trained: queued again, the search stops
 
-ALL = (NONFINITE_LOSS, EXPLODING_GRADIENTS, VANISHING_GRADIENTS, OOM, ERROR, TIMEOUT, INTERRUPTED, WORKER_DIED)
+ALL = (
+    NONFINITE_LOSS,
+    EXPLODING_GRADIENTS,
+    VANISHING_GRADIENTS,
+    OOM,
+    ERROR,
+    TIMEOUT,
+    INTERRUPTED,
+    WORKER_DIED,
+    DISK_FULL,
+)
 
 DIAGNOSTIC = frozenset({NONFINITE_LOSS, EXPLODING_GRADIENTS, VANISHING_GRADIENTS})
-RETRIED = frozenset({INTERRUPTED, WORKER_DIED})  # run again, so they do not count toward --trials
+RETRIED = frozenset({INTERRUPTED, WORKER_DIED, DISK_FULL})  # run again, so they do not count toward --trials
 NOT_THE_CONFIG = RETRIED | {TIMEOUT}  # say nothing about the config: never "every trial failed" for these alone

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tunekit.errors import StateError, UsageError
+from tunekit.errors import DiskFull, StateError, UsageError
 
 
 def _current_umask() -> int:
@@ -53,14 +53,11 @@ class StudyDir:
             raise StateError(f"{self.path} is a symbolic link; tunekit does not write through links", "remove the link")
 
     def _inside(self, path: Path) -> Path:
-        """Refuse a path that a symbolic link inside the study folder would lead out of it."""
-        if path.exists() or path.parent.exists():
-            if not path.resolve().is_relative_to(self.path.resolve()):
-                raise StateError(
-                    f"{path} leads out of {self.path} through a symbolic link; tunekit does not write there",
-                    "replace the link with a real folder",
-                )
-        return path
+        return no_links(path, self.path)
+
+    def sub(self, *parts: str) -> Path:
+        """A path inside the study folder (train/, archive/), with no symbolic link on the way."""
+        return self._inside(self.path.joinpath(*parts))
 
     config = property(lambda self: self._inside(self.path / "config.yaml"))
     journal = property(lambda self: self._inside(self.path / JOURNAL))
@@ -74,8 +71,57 @@ class StudyDir:
         return self.journal.exists()
 
 
+def _refuse_link(path: Path) -> StateError:
+    return StateError(
+        f"{path} is a symbolic link; tunekit does not write through links",
+        "remove the link (tunekit writes its files itself) and rerun",
+    )
+
+
+def no_links(path: Path, below: Path) -> Path:
+    """Refuse `path` when it, or any folder between `below` and it, is a symbolic link.
+
+    Everything under a study folder is tunekit's own; a link planted there (by another user of a
+    shared runs/ folder, say) would make a write, truncate, append or move land outside it."""
+    path, below = Path(path), Path(below)
+    try:
+        rel = path.relative_to(below)
+    except ValueError:
+        return path
+    current = below
+    for part in rel.parts:
+        current = current / part
+        if current.is_symlink():
+            raise _refuse_link(current)
+    return path
+
+
+def open_nofollow(path: Path, flags: int, mode: int = 0o666) -> int:
+    """os.open that never follows a link at `path` and refuses a file hard-linked elsewhere
+    (appending or locking through it would touch the other name's content)."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _refuse_link(path) from None
+        raise
+    if os.fstat(fd).st_nlink > 1:
+        os.close(fd)
+        raise StateError(f"{path} has other hard links; tunekit does not write through links", "remove it and rerun")
+    return fd
+
+
+def open_lock(path: Path) -> int:
+    """A lock file's descriptor, for flock: created if missing, never truncated, never through a link."""
+    return open_nofollow(path, os.O_RDWR | os.O_CREAT)
+
+
 def write_atomic(path: Path, write: Callable[[Any], None], binary: bool = False) -> None:
     """Write via `write(fileobj)` to a temp file beside `path`, fsync, then rename over it."""
+    if path.is_symlink():
+        raise _refuse_link(path)
+    if path.is_dir():
+        raise StateError(f"{path} is a folder where tunekit writes a file", "move it away and rerun")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -89,7 +135,7 @@ def write_atomic(path: Path, write: Callable[[Any], None], binary: bool = False)
         with _suppress():
             os.unlink(tmp)
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-            raise StateError(
+            raise DiskFull(
                 f"disk full while writing {path}; the previous version is intact", "free some space and rerun"
             ) from None
         raise
@@ -120,7 +166,8 @@ def _plain(value: Any) -> Any:
 
 def append_jsonl(path: Path, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
+    fd = open_nofollow(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+    with os.fdopen(fd, "a", encoding="utf-8") as f:
         f.write(json.dumps(record, default=_plain) + "\n")
 
 

@@ -115,6 +115,9 @@ class StudySection(Strict):
     objectives: list[Objective] | None = None  # several objectives: a Pareto front instead of one best
     trials: int = Field(20, ge=1)
     population: int = Field(1, ge=1)  # trials trained together as one vectorized model (tunekit.train.vectorized)
+    # A trial whose worker died (killed, OOM-killed by the kernel) is run again at most this many
+    # times, then fails with its reason: a config that kills its worker must not block the study.
+    max_retries: int = Field(2, ge=0, le=100)
     sampler: dict[str, Any] = {}  # checked as components: see STUDY_PARTS
     pruner: dict[str, Any] = {}
 

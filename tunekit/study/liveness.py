@@ -52,10 +52,8 @@ class Heartbeat:
 
     @contextlib.contextmanager
     def running(self, trial_ids: list[int]):
-        """Mark the trials as this worker's while the block runs. Their first beat is their start
-        time (is_dead reads it when no heartbeat is recorded yet): one journal write saved per trial."""
-        for tid in trial_ids:
-            self.storage.set_trial_user_attr(tid, "worker", worker_id())
+        """Keep the trials (claimed by `claim`) alive while the block runs. Their first beat is their
+        start time (is_dead reads it when no heartbeat is recorded yet): one journal write saved per trial."""
         with self._lock:
             self._running.update(trial_ids)
         try:
@@ -85,37 +83,65 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def is_dead(trial, now: float | None = None, stale_after: float = STALE_AFTER_S) -> bool:
-    """A RUNNING trial whose worker is gone."""
+def claim(storage, trial_ids: list[int]) -> None:
+    """Mark freshly asked trials as this worker's, still under the ask lock that asked them."""
+    for tid in trial_ids:
+        storage.set_trial_user_attr(tid, "worker", worker_id())
+
+
+def is_dead(
+    trial, now: float | None = None, stale_after: float = STALE_AFTER_S, unclaimed_is_dead: bool = False
+) -> bool:
+    """A RUNNING trial whose worker is gone.
+
+    `unclaimed_is_dead`: the caller holds the journal's ask lock, under which every trial is asked
+    and claimed; a RUNNING trial nobody claimed was then asked by a process killed before claiming it."""
     now = now or time.time()
     worker = trial.user_attrs.get("worker")
     started = trial.datetime_start.timestamp() if trial.datetime_start else now
     beat = trial.user_attrs.get("heartbeat", started)  # before the first beat, the trial's start counts as one
     if worker is None:
-        # Asked but never started: give its worker the same grace from the trial's start.
-        return now - started > stale_after
+        # Asked but never claimed: on a database (no shared lock), give its worker the grace from its start.
+        return unclaimed_is_dead or now - started > stale_after
     host, _, pid = worker.rpartition(":")
     if host == HOST and pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
         return True
     return now - float(beat) > stale_after
 
 
-def recover_dead_trials(study, log) -> int:
-    """Fail every dead RUNNING trial and queue its params again. Returns how many were recovered."""
+def requeue(study, trial, *, died: bool) -> None:
+    """Queue a closed trial's params to run again. Only a death counts as a retry (study.max_retries):
+    a trial cut by Ctrl-C or a full disk did nothing wrong, and keeps its count."""
+    retries = trial.user_attrs.get("retries", 0) + (1 if died else 0)
+    study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number, "retries": retries})
+
+
+def recover_dead_trials(study, log, max_retries: int = 2, unclaimed_is_dead: bool = False) -> int:
+    """Fail every dead RUNNING trial and queue its params again, unless it already died `max_retries`
+    times: then it fails for good (counted, reason worker_died). Returns how many were recovered."""
 
     recovered = 0
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        if not is_dead(trial):
+        if not is_dead(trial, unclaimed_is_dead=unclaimed_is_dead):
             continue
+        retries = trial.user_attrs.get("retries", 0)
+        final = retries >= max_retries
         try:
             storage_of(study).set_trial_user_attr(trial_id(trial), "reason", reasons.WORKER_DIED)
+            if final:
+                storage_of(study).set_trial_user_attr(trial_id(trial), "retries_exhausted", True)
             study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
         except (ValueError, RuntimeError):
             continue  # another worker recovered it first
-        study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number})
-        log(
-            f"trial {trial.number} was left RUNNING by {trial.user_attrs.get('worker', 'a worker')} that is gone: failed (worker_died), queued again"
-        )
+        who = trial.user_attrs.get("worker", "a worker")
+        if final:
+            log(
+                f"trial {trial.number} was left RUNNING by {who} that is gone, after {retries} retries: "
+                "failed (worker_died), not retried again (study.max_retries)"
+            )
+        else:
+            requeue(study, trial, died=True)
+            log(f"trial {trial.number} was left RUNNING by {who} that is gone: failed (worker_died), queued again")
         recovered += 1
     return recovered
 
@@ -125,7 +151,8 @@ def counted(trial) -> bool:
 
     if trial.state == optuna.trial.TrialState.WAITING:
         return False
-    return not (trial.state == optuna.trial.TrialState.FAIL and trial.user_attrs.get("reason") in reasons.RETRIED)
+    retried = trial.user_attrs.get("reason") in reasons.RETRIED and not trial.user_attrs.get("retries_exhausted")
+    return not (trial.state == optuna.trial.TrialState.FAIL and retried)
 
 
 def live_workers(study) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -37,6 +38,11 @@ class SearchOptions:
     worker_index: int = 0  # offsets the sampler seed per worker
     config_name: str | None = None  # the file stem, the last fallback for the study name
     log: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr))
+
+
+def max_workers(cores: int | None = None) -> int:
+    """--workers above this only fights over the cores (and forks toward the process limit)."""
+    return min(256, 4 * (cores or os.cpu_count() or 1))
 
 
 def study_name_for(config: Config, opts: SearchOptions) -> str:

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 # Keys whose change between runs does not change what a trial means.
 # How trials are run, not what they are: a rerun may change these and still resume the study.
-_FREE_TO_CHANGE = {"name", "study.trials", "study.population", "train.device", "train.threads"}
+_FREE_TO_CHANGE = {"name", "study.trials", "study.population", "study.max_retries", "train.device", "train.threads"}
 
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -61,7 +61,7 @@ def archive(study_dir: StudyDir) -> Path | None:
     if not study_dir.path.exists():
         return None
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    archive = study_dir.path / "archive" / stamp
+    archive = study_dir.sub("archive", stamp)  # a planted archive/ link would move the study out
     archive.mkdir(parents=True)
     for child in list(study_dir.path.iterdir()):
         if child.name != "archive":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import io
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -21,10 +22,10 @@ import torch
 from tunekit.config.load import validate_document
 from tunekit.config.sections import Config
 from tunekit.config.yaml_io import dump_yaml, parse_yaml
-from tunekit.errors import ConfigError, StateError
+from tunekit.errors import StateError
 from tunekit.report.summary import pick_best
-from tunekit.runs import StudyDir, write_atomic, write_json, write_text
-from tunekit.study.best import write_best
+from tunekit.runs import StudyDir, no_links, open_lock, write_atomic, write_json, write_text
+from tunekit.study.best import refresh_best
 from tunekit.study.storage import load_study
 from tunekit.train.build import build_run, check_buildable, resolve_device
 from tunekit.train.trainer import evaluate, fit
@@ -34,12 +35,12 @@ from tunekit.train.trainer import evaluate, fit
 def exclusive(lock_path: Path):
     """Serialize writers of one output folder (two `train --best` at once wait for each other)."""
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    fd = open_lock(lock_path)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def save_checkpoint(path: Path, model, config: Config, split, metrics: dict) -> None:
@@ -133,7 +134,7 @@ def train_seeds(
         runs.append(
             train_config(
                 config,
-                out_dir if i == 0 else out_dir / "seeds" / str(seed),
+                out_dir if i == 0 else no_links(out_dir / "seeds" / str(seed), out_dir),
                 seed=seed,
                 epochs=epochs,
                 device=device,
@@ -158,7 +159,8 @@ def best_config(
     study_dir: StudyDir, storage_url: str | None = None, pick: int | None = None
 ) -> tuple[Config, int, int | None]:
     """The best trial's config, number and batch-order seed (set when it trained in a population, else
-    None): from best.yaml, regenerated from the study if it is missing or corrupt.
+    None), taken from the study storage: best.yaml is only a derived copy (another machine may have
+    found a better trial since it was written, or someone edited it), rewritten here when stale.
     `pick` takes another completed trial instead (a Pareto front member, say)."""
 
     study = load_study(study_dir, storage_url)
@@ -169,23 +171,15 @@ def best_config(
                 f"--pick {pick}: study '{study_dir.name}' has no completed trial #{pick}",
                 "see `tunekit report` for trial numbers",
             )
-        raw = trials[pick].user_attrs["config"]
-        return (
-            validate_document(parse_yaml(dump_yaml(raw), f"trial #{pick}")),
-            pick,
-            trials[pick].user_attrs.get("shuffle_seed"),
-        )
-    best = pick_best(study)
-    if best is None:
-        raise StateError(
-            f"study '{study_dir.name}' has no completed trial yet: nothing to train",
-            "run `tunekit search` until a trial completes",
-        )
-    try:
-        config = validate_document(
-            parse_yaml(study_dir.best_yaml.read_text(encoding="utf-8"), str(study_dir.best_yaml))
-        )
-    except (OSError, UnicodeDecodeError, ConfigError):
-        write_best(study, study_dir)  # best.yaml is derived data: rebuild it from the study itself
-        config = validate_document(parse_yaml(dump_yaml(best.user_attrs["config"]), str(study_dir.best_yaml)))
-    return config, best.number, best.user_attrs.get("shuffle_seed")
+        chosen = trials[pick]
+    else:
+        chosen = pick_best(study)
+        if chosen is None:
+            raise StateError(
+                f"study '{study_dir.name}' has no completed trial yet: nothing to train",
+                "run `tunekit search` until a trial completes",
+            )
+        refresh_best(study, study_dir)
+    raw = chosen.user_attrs["config"]
+    config = validate_document(parse_yaml(dump_yaml(raw), f"trial #{chosen.number} of study '{study_dir.name}'"))
+    return config, chosen.number, chosen.user_attrs.get("shuffle_seed")

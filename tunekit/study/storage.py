@@ -5,21 +5,23 @@ Torch-free: `tunekit report` and `tunekit list` use this.
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import json
 import os
 import shutil
 import sys
+import threading
 import time
 from pathlib import Path
 
 import optuna
 from optuna.storages.journal import JournalFileBackend, JournalStorage
-from optuna.storages.journal._file import get_lock_file
+from optuna.storages.journal._file import BaseJournalFileLock, get_lock_file
 from optuna.storages.journal._storage import JournalOperation as Op
 
 from tunekit.errors import DataError, StateError
-from tunekit.runs import StudyDir
+from tunekit.runs import FILE_MODE, StudyDir, open_lock, open_nofollow
 
 
 def journal_is_torn(path: Path) -> bool:
@@ -31,17 +33,70 @@ def journal_is_torn(path: Path) -> bool:
         return f.read(1) != b"\n"
 
 
-def repair_journal(path: Path) -> Path:
-    """Back the journal up, then cut its torn last line. Returns the backup's path."""
+def _is_record(line: bytes) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
+
+
+def bad_lines(path: Path) -> list[int]:
+    """1-based numbers of the journal's lines that are not a JSON record (a torn last line included)."""
+    return [n for n, line in enumerate(path.read_bytes().splitlines(), 1) if not _is_record(line)]
+
+
+REPAIR_HINT = "run `tunekit search CONFIG --study NAME --repair` to back it up and mend it"
+
+
+def repair_journal(path: Path) -> tuple[Path, str]:
+    """Back the journal up, then keep every complete record: a last line that is whole but lacks its
+    newline gets one; a torn or corrupt line is set aside (it stays in the backup).
+    Returns the backup's path and what was done, for the user."""
     backup = path.with_name(f"{path.name}.{time.strftime('%Y%m%d-%H%M%S')}.bak")
     shutil.copy2(path, backup)
-    data = path.read_bytes()
-    keep = data[: data.rfind(b"\n") + 1]
+    lines = path.read_bytes().splitlines()
+    kept = [line for line in lines if _is_record(line)]
+    dropped = [n for n, line in enumerate(lines, 1) if not _is_record(line)]
     with open(path, "r+b") as f:
-        f.truncate(len(keep))
+        f.write(b"".join(line + b"\n" for line in kept))
+        f.truncate()
         f.flush()
         os.fsync(f.fileno())
-    return backup
+    if dropped:
+        done = f"set aside line(s) {', '.join(map(str, dropped))} of {len(lines)} (not a complete record)"
+    else:
+        done = "added the missing final newline; every record kept"
+    return backup, done
+
+
+class _FlockLock(BaseJournalFileLock):
+    """The journal's writer lock: an flock on `<journal>.flock`, which the kernel releases when its
+    holder dies, however it dies.
+
+    Optuna's default lock is a symlink `<journal>.lock` to the journal, deemed stale only after 30 s
+    of the link's target unchanged; with a relative --runs the link's target does not resolve from
+    inside the study folder, the stale check never fires, and every later process spins forever on
+    a SIGKILLed holder's lock. An flock cannot be left behind. The lock file is opened without
+    following links and never truncated (study/runs.py open_lock). Each thread opens its own
+    descriptor, so the heartbeat thread and the trial loop exclude each other as processes do."""
+
+    def __init__(self, path: Path):
+        self.path = path.with_name(path.name + ".flock")
+        self._held = threading.local()
+
+    def acquire(self) -> bool:
+        fd = open_lock(self.path)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._held.fd = fd
+        return True
+
+    def release(self) -> None:
+        fd, self._held.fd = self._held.fd, None
+        os.close(fd)
 
 
 def _journal_backend(path: Path):
@@ -59,13 +114,17 @@ def _journal_backend(path: Path):
 
     class SyncAtBoundaries(JournalFileBackend):
         def append_logs(self, logs: list[dict]) -> None:
-            if not all(log.get("op_code") in deferred for log in logs):
-                return super().append_logs(logs)
+            sync = not all(log.get("op_code") in deferred for log in logs)
             text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"  # Optuna's line format
-            with get_lock_file(self._lock), open(self._file_path, "ab") as f:
-                f.write(text.encode("utf-8"))
+            with get_lock_file(self._lock):
+                fd = open_nofollow(Path(self._file_path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+                with os.fdopen(fd, "ab") as f:
+                    f.write(text.encode("utf-8"))
+                    if sync:
+                        f.flush()
+                        os.fsync(f.fileno())
 
-    return SyncAtBoundaries(str(path))
+    return SyncAtBoundaries(str(path), lock_obj=_FlockLock(path))
 
 
 def open_storage(study_dir: StudyDir, url: str | None = None, repair: bool = False):
@@ -81,20 +140,23 @@ def open_storage(study_dir: StudyDir, url: str | None = None, repair: bool = Fal
                 "check the URL and that the database driver is installed (pip install 'tunekit[postgres]')",
             ) from None
     journal = study_dir.journal
+    if repair and journal.exists() and (journal_is_torn(journal) or bad_lines(journal)):
+        backup, done = repair_journal(journal)
+        print(f"repaired {journal}: {done} (backup: {backup.name})", file=sys.stderr)
     if journal_is_torn(journal):
-        if not repair:
-            raise StateError(
-                f"{journal} ends in a torn line (a crash mid-write); new trials would be lost",
-                "rerun with --repair to back it up and cut the partial line",
-            )
-        backup = repair_journal(journal)
-
-        print(f"repaired {journal} (backup: {backup.name})", file=sys.stderr)
+        raise StateError(
+            f"{journal} ends in a torn line (a crash mid-write); new trials would be lost",
+            REPAIR_HINT,
+        )
     journal.parent.mkdir(parents=True, exist_ok=True)
     try:
         return JournalStorage(_journal_backend(journal))
-    except Exception as exc:
-        raise StateError(f"cannot open study journal {journal}: {exc}") from None
+    except StateError:
+        raise
+    except Exception:
+        bad = bad_lines(journal)
+        where = f"line(s) {', '.join(map(str, bad[:5]))} of {journal} are not complete records" if bad else None
+        raise StateError(f"cannot read study journal {journal}: {where or 'unreadable'}", REPAIR_HINT) from None
 
 
 def _driver_url(url: str) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import os
 import signal
 import time
 import warnings
@@ -14,15 +15,16 @@ from typing import Any
 
 import optuna
 
+from tunekit import reasons
 from tunekit.components.samplers import build_sampler_and_pruner, space_covered
 from tunekit.config.sections import Config
 from tunekit.config.space import SearchSpace
 from tunekit.report.summary import outcome as outcome_of
 from tunekit.report.summary import pick_best
-from tunekit.runs import StudyDir
-from tunekit.study.closing import close_failed, closed_elsewhere, retry_later, tell
+from tunekit.runs import StudyDir, open_lock
+from tunekit.study.closing import close_failed, closed_elsewhere, is_disk_full, retry_later, tell
 from tunekit.study.grouping import ask_population, train_jobs
-from tunekit.study.liveness import Heartbeat, counted, recover_dead_trials
+from tunekit.study.liveness import Heartbeat, claim, counted, recover_dead_trials
 from tunekit.study.options import SearchOptions, TimedOut, main_thread
 from tunekit.study.storage import open_storage, storage_of, trial_id
 from tunekit.study.trial import run_trial
@@ -43,12 +45,12 @@ def _ask_lock(study_dir: StudyDir, opts: SearchOptions):
     if opts.storage:
         yield
         return
-    with open(study_dir.path / ".ask.lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    fd = open_lock(study_dir.sub(".ask.lock"))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the flock; a killed holder's is released by the kernel
 
 
 def work(
@@ -99,7 +101,11 @@ def work(
                 for trial in trials:
                     retry_later(study, trial)
                 raise
-            except Exception:
+            except Exception as exc:
+                if is_disk_full(exc):
+                    for trial in trials:
+                        retry_later(study, trial, reasons.DISK_FULL)  # the trial did nothing wrong: it keeps its slot
+                    raise
                 dropped = [t for t in trials if closed_elsewhere(study, t)]
                 if not dropped:
                     for trial in trials:
@@ -133,7 +139,9 @@ def _take_next(
     """Under the ask lock: (trials, jobs) to run next, jobs being None for a single trial; None when
     the study is done (its total reached, --timeout passed, a finite sampler's space covered)."""
     with _ask_lock(study_dir, opts):
-        recover_dead_trials(study, opts.log)
+        # Under the journal's ask lock every trial is asked and claimed at once, so an unclaimed
+        # RUNNING trial is one whose asker was killed in between.
+        recover_dead_trials(study, opts.log, config.study.max_retries, unclaimed_is_dead=not opts.storage)
         done = sum(map(counted, study.get_trials(deepcopy=False)))
         if done >= target:
             return None
@@ -148,9 +156,12 @@ def _take_next(
             return None
         size = min(config.study.population, target - done)
         if size == 1:
-            return [study.ask()], None
-        jobs = ask_population(study, size, config, space, study_dir, opts, deadline)
-        return [job.trial for job in jobs], jobs
+            trials, jobs = [study.ask()], None
+        else:
+            jobs = ask_population(study, size, config, space, study_dir, opts, deadline)
+            trials = [job.trial for job in jobs]
+        claim(storage_of(study), [trial_id(trial) for trial in trials])
+        return trials, jobs
 
 
 def _train(
