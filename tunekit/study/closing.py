@@ -13,6 +13,7 @@ from tunekit import reasons
 from tunekit.errors import DiskFull
 from tunekit.report.summary import pick_best
 from tunekit.runs import StudyDir
+from tunekit.study import faults
 from tunekit.study.best import write_best
 from tunekit.study.liveness import requeue
 from tunekit.study.storage import stored_trial
@@ -23,6 +24,7 @@ def tell(study, study_dir: StudyDir, trial, state: str, outcome: Any) -> None:
         study.tell(trial, state=getattr(optuna.trial.TrialState, state))
         return
     study.tell(trial, outcome)
+    faults.fire_at("tell", trial.number)
     best = pick_best(study)
     if best is not None and best.number == trial.number:
         write_best(study, study_dir)  # only when this trial took the lead

@@ -1,6 +1,10 @@
 """A fault-injection switch for tests: make a chosen trial fail in a chosen way at a chosen epoch.
 
-TUNEKIT_FAULT="TRIAL:EPOCH:ACTION[,TRIAL:EPOCH:ACTION...]" with ACTION one of
+TUNEKIT_FAULT="TRIAL:WHEN:ACTION[,TRIAL:WHEN:ACTION...]" with WHEN an epoch number, or one of
+  create   while the study is being created (TRIAL is ignored: use 0), between Optuna's create and tunekit's attributes
+  ask      right after trial TRIAL was asked, before its worker claimed it
+  tell     right after trial TRIAL was told, before best.yaml follows
+and ACTION one of
   raise    the trial raises RuntimeError (a bug in user code, say)
   oom      the trial raises torch.cuda.OutOfMemoryError, as a GPU out of memory does
   nan      the model's weights become NaN (the next epoch's loss is not finite)
@@ -20,19 +24,25 @@ import torch
 ACTIONS = {"raise", "oom", "nan", "hang", "sigint", "sigterm", "sigkill"}
 
 
-def planned() -> dict[tuple[int, int], str]:
+def planned() -> dict[tuple[int, str], str]:
     spec = os.environ.get("TUNEKIT_FAULT", "")
     out = {}
     for part in filter(None, (p.strip() for p in spec.split(","))):
-        trial, epoch, action = part.split(":")
+        trial, when, action = part.split(":")
         if action not in ACTIONS:
             raise ValueError(f"TUNEKIT_FAULT: unknown action '{action}' (one of {', '.join(sorted(ACTIONS))})")
-        out[(int(trial), int(epoch))] = action
+        out[(int(trial), when)] = action
     return out
 
 
-def fire(trial: int, epoch: int, model) -> None:
-    action = planned().get((trial, epoch))
+def fire_at(when: str, trial: int = 0) -> None:
+    """A fault planned at a moment outside training (create, ask, tell); a no-op when none is planned."""
+    if os.environ.get("TUNEKIT_FAULT"):
+        fire(trial, when, None)
+
+
+def fire(trial: int, epoch: int | str, model) -> None:
+    action = planned().get((trial, str(epoch)))
     if action is None:
         return
     if action == "raise":

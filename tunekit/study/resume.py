@@ -21,6 +21,7 @@ from tunekit.config.sections import Config
 from tunekit.config.space import SearchSpace
 from tunekit.errors import StateError
 from tunekit.runs import StudyDir
+from tunekit.study import faults
 from tunekit.study.storage import open_storage
 from tunekit.study.trial import objectives_of
 
@@ -82,6 +83,7 @@ def open_or_resume(config: Config, space: SearchSpace, study_dir: StudyDir, opts
         directions=[d for _, d in objectives],
         load_if_exists=True,
     )
+    faults.fire_at("create")
     base = {k: v for k, v in config.raw.items() if k != "search"}
     old_space = study.user_attrs.get("tunekit.space")
     if old_space is not None:

@@ -22,6 +22,7 @@ from tunekit.config.space import SearchSpace
 from tunekit.report.summary import outcome as outcome_of
 from tunekit.report.summary import pick_best
 from tunekit.runs import StudyDir, open_lock
+from tunekit.study import faults
 from tunekit.study.closing import close_failed, closed_elsewhere, is_disk_full, retry_later, tell
 from tunekit.study.grouping import ask_population, train_jobs
 from tunekit.study.liveness import Heartbeat, claim, counted, recover_dead_trials
@@ -160,6 +161,7 @@ def _take_next(
         else:
             jobs = ask_population(study, size, config, space, study_dir, opts, deadline)
             trials = [job.trial for job in jobs]
+        faults.fire_at("ask", trials[0].number)
         claim(storage_of(study), [trial_id(trial) for trial in trials])
         return trials, jobs
 
