@@ -109,6 +109,35 @@ def test_torn_journal_is_detected_and_repaired(cli, write_config, runs):
     assert list((runs / "tiny").glob("optuna.journal.*.bak"))
 
 
+def test_repair_keeps_a_whole_last_record_that_only_lacks_its_newline(cli, write_config, runs):
+    assert cli("search", write_config(), "--runs", runs, "--trials", "2").exit_code == 0
+    journal = runs / "tiny" / "optuna.journal"
+    journal.write_bytes(journal.read_bytes()[:-1])  # the last record is whole; only "\n" is missing
+    result = cli("search", write_config(), "--runs", runs, "--trials", "3", "--repair", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert "added the missing final newline; every record kept" in result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["states"]["COMPLETE"] == 3  # the old code cut trial 1's last record and lost it
+
+
+def test_a_corrupt_middle_line_is_named_and_set_aside_into_a_backup(cli, write_config, runs):
+    assert cli("search", write_config(), "--runs", runs, "--trials", "2").exit_code == 0
+    journal = runs / "tiny" / "optuna.journal"
+    lines = journal.read_bytes().splitlines(keepends=True)
+    middle = next(i for i, line in enumerate(lines) if i > len(lines) // 2 and b'"op_code":8' in line)
+    lines[middle] = b'{"op_code":8,"worker_id": garbage\n'
+    journal.write_bytes(b"".join(lines))
+    for command in (["search", write_config(), "--trials", "3"], ["report"]):
+        result = cli(*command, "--runs", runs)
+        assert result.exit_code == 5 and f"line(s) {middle + 1} of" in result.stderr, result.stderr
+        assert "tunekit search CONFIG --study NAME --repair" in result.stderr  # a flag that exists
+    result = cli("search", write_config(), "--runs", runs, "--trials", "3", "--repair", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["states"]["COMPLETE"] == 3
+    assert f"set aside line(s) {middle + 1} of {len(lines)}" in result.stderr
+    (backup,) = (runs / "tiny").glob("optuna.journal.*.bak")
+    assert b"garbage" in backup.read_bytes() and b"garbage" not in journal.read_bytes()
+
+
 def test_failed_trials_do_not_stop_the_study(cli, write_config, runs):
     text = TINY.replace("low: 1e-3, high: 1e-1", "low: 1e-3, high: 1e9").replace(
         "optimizer: {name: adam, lr: 0.01}", "optimizer: {name: sgd, lr: 0.01}"
