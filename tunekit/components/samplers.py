@@ -9,6 +9,7 @@ from __future__ import annotations
 import warnings
 from typing import Literal
 
+import numpy as np
 import optuna
 
 from tunekit.errors import ConfigError, Problem
@@ -203,9 +204,22 @@ def patient(patience: int = 3, min_delta: float = 0.0, wrapped: Literal["none", 
     return optuna.pruners.PatientPruner(inner, patience=patience, min_delta=min_delta)
 
 
-def build_sampler_and_pruner(config, space, worker: int = 0):
+def run_seed(seed: int | None, history: int, worker: int) -> int | None:
+    """The sampler seed of one run of one worker. A sampler's random state lives in its process, so
+    a rerun seeded like the first run replays the first run's draws (continuing a 4-trial study to 8
+    re-ran trials 0-3's params), and identically seeded workers draw identical trials. Mixing in how
+    many trials the study already holds and the worker's index gives every run and worker its own
+    draws, while the same commands on the same study still draw the same trials."""
+    if seed is None:
+        return None
+    if history == 0 and worker == 0:
+        return seed  # a new study's first run draws what the config's seed has always drawn
+    return int(np.random.SeedSequence([seed, history, worker]).generate_state(1)[0] % (2**31 - 1))
+
+
+def build_sampler_and_pruner(config, space, worker: int = 0, history: int = 0):
     """Construct both from the config; a value their constructors reject is a config error at its key.
-    Worker i seeds its sampler with seed + i: identically seeded workers would draw identical trials."""
+    `worker` (its index) and `history` (trials already in the study) vary the sampler seed: run_seed."""
 
     # Several of these are stable in practice but still flagged experimental by Optuna.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -215,8 +229,8 @@ def build_sampler_and_pruner(config, space, worker: int = 0):
         ("study.pruner", PRUNERS, config.pruner, {}),
     ):
         args = {**extra, **part.args}
-        if registry is SAMPLERS and args.get("seed") is not None:
-            args["seed"] += worker
+        if registry is SAMPLERS:
+            args["seed"] = run_seed(args.get("seed"), history, worker)
         try:
             built.append(registry.get(part.name)(*([space] if registry is SAMPLERS else []), **args))
         except (TypeError, ValueError) as exc:

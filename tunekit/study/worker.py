@@ -14,6 +14,7 @@ import warnings
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 
 from tunekit import reasons
 from tunekit.components.samplers import build_sampler_and_pruner, space_covered
@@ -65,10 +66,10 @@ def work(
     """One worker's loop: recover dead trials, take the next trial (or population) if the study needs
     one, train it, tell it. Whatever stops a trial's training is recorded on the trial, never lost."""
     quiet_optuna()
-    sampler, pruner = build_sampler_and_pruner(config, space, worker=opts.worker_index)
-    study = optuna.load_study(
-        study_name=study_dir.name, storage=open_storage(study_dir, opts.storage), sampler=sampler, pruner=pruner
-    )
+    study = optuna.load_study(study_name=study_dir.name, storage=open_storage(study_dir, opts.storage))
+    # Queued trials (the baseline, retries) are not history: they hold no draw of a sampler.
+    history = sum(t.state != TrialState.WAITING for t in study.get_trials(deepcopy=False))
+    study.sampler, study.pruner = build_sampler_and_pruner(config, space, worker=opts.worker_index, history=history)
     target = opts.trials or config.study.trials
     told: set[str] = set()  # notes already given by this worker (each is said once)
     warm_up(config, opts.device or config.train.device)
