@@ -305,12 +305,22 @@ def train(
     ] = None,
     set_: SetOpt = None,
     json_: JsonOpt = False,
+    diagnostics: Annotated[
+        str,
+        typer.Option(
+            "--diagnostics",
+            help="on: stop a run whose gradients explode or vanish (exit 6, history kept); off: train through. "
+            "A NaN/inf loss always stops.",
+        ),
+    ] = "on",
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="One line per epoch on stderr.")] = False,
     allow_plugin: PluginOpt = None,
 ) -> None:
     """Train one config to the end, evaluate the held-out test split, save the model.
 
-    --best retrains a study's winner with its own seed into runs/<study>/best/.
+    --best retrains a study's winner with its own seed into runs/<study>/best/. A run stopped by a
+    diagnostic (exploding or vanishing gradients, NaN loss) prints the reason and the epoch, keeps
+    the history of the epochs that ran, and exits 6.
 
     Example: tunekit train --best --study quickstart --epochs 40
     """
@@ -323,6 +333,8 @@ def train(
 
     allow_plugins(allow_plugin)
     log = _err if verbose else (lambda line: None)
+    if diagnostics not in ("on", "off"):
+        raise UsageError(f"--diagnostics {diagnostics!r}: expected on or off", "e.g. --diagnostics off")
     if best == (config is not None):
         raise UsageError("give either a CONFIG or --best", "e.g. tunekit train --best, or tunekit train config.yaml")
     if best:
@@ -342,18 +354,40 @@ def train(
             epochs=epochs,
             log=log,
             first_shuffle_seed=shuffle_seed,
+            diagnostics=diagnostics == "on",
         )
     else:
         cfg = load_config(config, set_)
         name = cfg.name or (Path(config).stem if config != "-" else "config")
         out = StudyDir(runs, name).sub("train")
-        result = train_seeds(cfg, out, first_seed=cfg.seed, seeds=seeds, epochs=epochs, log=log)
+        result = train_seeds(
+            cfg, out, first_seed=cfg.seed, seeds=seeds, epochs=epochs, log=log, diagnostics=diagnostics == "on"
+        )
     if json_:
         _print_json(result)
     else:
         from tunekit.report.formats import train_table
 
         train_table(result, _console())
+    _raise_if_stopped(result)
+
+
+def _raise_if_stopped(result: dict) -> None:
+    """Exit 6 once the outcome is printed, when a diagnostic stopped the run or any of its seeds."""
+    from tunekit import reasons
+    from tunekit.errors import TrainStopped
+
+    stopped = [r["stopped"] for r in result.get("seeds", [result]) if "stopped" in r]
+    if not stopped:
+        return
+    first = stopped[0]
+    hint = f"try {reasons.REMEDY[first['reason']]}"
+    if first["reason"] != reasons.NONFINITE_LOSS:
+        hint += "; --diagnostics off trains through"
+    if "seeds" not in result:
+        raise TrainStopped(f"training stopped at epoch {first['epoch']}: {first['reason']}: {first['detail']}", hint)
+    counts = ", ".join(f"{reason} ×{n}" for reason, n in result["seed_stats"]["stopped"]["reasons"].items())
+    raise TrainStopped(f"{len(stopped)} of {len(result['seeds'])} seeds stopped by a diagnostic: {counts}", hint)
 
 
 @app.command()

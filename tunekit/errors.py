@@ -80,3 +80,10 @@ class DiskFull(StateError):
 
 class AllTrialsFailed(TunekitError):
     exit_code = 6
+
+
+class TrainStopped(TunekitError):
+    """`train` ran, but a diagnostic (reasons.DIAGNOSTIC) stopped it or one of its seeds: an outcome,
+    reported in full before this is raised, with its own exit code so scripts can tell."""
+
+    exit_code = 6

@@ -11,6 +11,7 @@ from __future__ import annotations
 NONFINITE_LOSS = "nonfinite_loss"
 EXPLODING_GRADIENTS = "exploding_gradients"
 VANISHING_GRADIENTS = "vanishing_gradients"
+DEAD_RELU = "dead_relu"  # the gradients vanished because most ReLU units output 0 for every input
 
 # The trial could not run to its end for another reason.
 OOM = "oom"  # out of memory, on the GPU or the host
@@ -24,6 +25,7 @@ ALL = (
     NONFINITE_LOSS,
     EXPLODING_GRADIENTS,
     VANISHING_GRADIENTS,
+    DEAD_RELU,
     OOM,
     ERROR,
     TIMEOUT,
@@ -32,6 +34,13 @@ ALL = (
     DISK_FULL,
 )
 
-DIAGNOSTIC = frozenset({NONFINITE_LOSS, EXPLODING_GRADIENTS, VANISHING_GRADIENTS})
+DIAGNOSTIC = frozenset({NONFINITE_LOSS, EXPLODING_GRADIENTS, VANISHING_GRADIENTS, DEAD_RELU})
+# What to try next, for the message that reports a diagnostic.
+REMEDY = {
+    NONFINITE_LOSS: "a lower optimizer.lr, or train.grad_clip",
+    EXPLODING_GRADIENTS: "a lower optimizer.lr, or train.grad_clip (the norm is read before clipping)",
+    VANISHING_GRADIENTS: "batch norm, residual connections, a relu-family activation or a kaiming/xavier init",
+    DEAD_RELU: "a lower optimizer.lr, leaky_relu, or a kaiming init instead of zeros",
+}
 RETRIED = frozenset({INTERRUPTED, WORKER_DIED, DISK_FULL})  # run again, so they do not count toward --trials
 NOT_THE_CONFIG = RETRIED | {TIMEOUT}  # say nothing about the config: never "every trial failed" for these alone

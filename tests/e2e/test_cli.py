@@ -259,9 +259,15 @@ def test_train_with_several_seeds(cli, write_config, runs):
     result = cli("train", write_config(), "--runs", runs, "--seeds", "3", "--json")
     assert result.exit_code == 0, result.stderr
     out = json.loads(result.stdout)
-    acc = out["seeds"]["metrics"]["test_accuracy"]
-    assert out["seeds"]["seeds"] == [0, 1, 2] and len(acc["values"]) == 3
+    stats = out["seed_stats"]
+    acc = stats["metrics"]["test_accuracy"]
+    assert stats["seeds"] == [0, 1, 2] and stats["completed"] == 3 and stats["stopped"]["count"] == 0
     assert min(acc["values"]) <= acc["mean"] <= max(acc["values"]) and acc["std"] >= 0
+    # Every seed reports its own run, not the first seed's: metrics, epochs, duration and its files.
+    assert [s["seed"] for s in out["seeds"]] == [0, 1, 2]
+    assert [s["metrics"]["test_accuracy"] for s in out["seeds"]] == acc["values"]
+    assert all(s["duration_s"] > 0 and s["epochs"] >= 1 and "val_accuracy" in s["metrics"] for s in out["seeds"])
+    assert out["seeds"][2]["checkpoint"] == str(runs / "tiny" / "train" / "seeds" / "2" / "model.pt")
     assert (runs / "tiny" / "train" / "seeds.json").is_file() and (
         runs / "tiny" / "train" / "seeds" / "2" / "model.pt"
     ).is_file()

@@ -17,12 +17,29 @@ from torch.nn import functional as F
 from tunekit.registry import Registry
 
 
+def _plain_cross_entropy(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(out, y)
+
+
+def _plain_binary(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    # The same number as cross-entropy over the two classes (logits 0 and `out`).
+    return F.binary_cross_entropy_with_logits(out.squeeze(1), y.to(out.dtype))
+
+
+def _plain_mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(out, y)
+
+
 @dataclass
 class LossSpec:
     task: str  # "classification" or "regression"
     build: Callable[..., Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]
     outputs: Callable[[int | None], int]  # n_classes -> width of the model's head
     predict: Callable[[torch.Tensor], torch.Tensor] | None = None  # logits -> class ids
+    # val_loss/test_loss: the task's plain loss, the same whatever the training loss's options
+    # (unsmoothed, unweighted cross-entropy; MSE of the standardized target), so it compares
+    # across loss settings. The optimized loss is train_loss.
+    plain: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = _plain_mse
 
 
 LOSSES: Registry[LossSpec] = Registry("loss")
@@ -62,9 +79,9 @@ def _one_logit(n_classes: int | None) -> int:
     return 1
 
 
-LOSSES.register("cross_entropy")(LossSpec("classification", _cross_entropy, lambda k: k, _argmax))
-LOSSES.register("nll")(LossSpec("classification", _nll, lambda k: k, _argmax))
-LOSSES.register("bce_with_logits")(LossSpec("classification", _bce, _one_logit, _binary))
+LOSSES.register("cross_entropy")(LossSpec("classification", _cross_entropy, lambda k: k, _argmax, _plain_cross_entropy))
+LOSSES.register("nll")(LossSpec("classification", _nll, lambda k: k, _argmax, _plain_cross_entropy))
+LOSSES.register("bce_with_logits")(LossSpec("classification", _bce, _one_logit, _binary, _plain_binary))
 LOSSES.register("mse")(LossSpec("regression", lambda: nn.MSELoss(), lambda k: 1))
 LOSSES.register("l1")(LossSpec("regression", lambda: nn.L1Loss(), lambda k: 1))
 

@@ -161,6 +161,8 @@ class LRSchedule:
         self.base_lrs = [g["lr"] for g in optimizer.param_groups]
         self.t = 0
         self._apply()
+        # The lr of the current epoch's first and last step, for the epoch's record.
+        self.epoch_first_lr = self.last_step_lr = self.lr
 
     def multiplier(self, t: int) -> float:
         if t < self.warmup:
@@ -177,6 +179,7 @@ class LRSchedule:
         self._apply()
 
     def after_step(self) -> None:
+        self.last_step_lr = self.lr
         if self.interval == "step":
             self.advance()
 
@@ -187,6 +190,7 @@ class LRSchedule:
             self.advance()
         elif isinstance(self.factor, Plateau):
             self._apply()
+        self.epoch_first_lr = self.lr
 
     @property
     def lr(self) -> float:

@@ -164,20 +164,37 @@ def report_markdown(summary: dict, top: int = 10) -> str:
 
 
 def train_table(result: dict, console: Console) -> None:
+    stopped = result.get("stopped")
+    how = (
+        f"stopped at epoch {stopped['epoch']} by {stopped['reason']}: {stopped['detail']}"
+        if stopped
+        else f"best epoch {result.get('best_epoch')}"
+    )
     console.print(
-        f"trained {result['epochs']} epochs on {result['device']} in {result['duration_s']:.1f}s (best epoch {result.get('best_epoch')})"
+        f"trained {result['epochs']} epochs on {result['device']} in {result['duration_s']:.1f}s ({how})",
+        markup=False,
     )
     table = Table(show_edge=False)
     table.add_column("metric")
     table.add_column("value", justify="right")
     for k, v in result["metrics"].items():
-        table.add_row(k, f"{v:.4f}")
-    console.print(table)
+        table.add_row(k, "–" if v is None else f"{v:.4f}")
+    if result["metrics"]:
+        console.print(table)
     if "seeds" in result:
-        console.print(f"over {len(result['seeds']['seeds'])} seeds (mean ± std):")
-        for k, v in result["seeds"]["metrics"].items():
-            console.print(f"  {k} = {v['mean']:.4f} ± {v['std']:.4f}")
-    console.print(f"checkpoint: {result['checkpoint']}")
+        stats = result["seed_stats"]
+        line = f"test metrics over {stats['completed']} of {len(stats['seeds'])} seeds (mean ± std)"
+        if stats["stopped"]["count"]:
+            reasons = ", ".join(f"{r} ×{n}" for r, n in stats["stopped"]["reasons"].items())
+            line += f"; stopped: {reasons}"
+        console.print(line + ":", markup=False)
+        for k, v in stats["metrics"].items():
+            if k.startswith("test_"):
+                console.print(f"  {k} = {v['mean']:.4f} ± {v['std']:.4f}")
+    if result.get("checkpoint"):
+        console.print(f"checkpoint: {result['checkpoint']}", markup=False)
+    else:
+        console.print(f"no checkpoint written; history: {result['history']}", markup=False)
 
 
 def text_plot(xs: list[float], ys: list[float], width: int = 60, height: int = 12, mark: float | None = None) -> str:

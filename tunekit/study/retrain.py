@@ -6,9 +6,12 @@ reproduces what the search saw, then evaluates the held-out test split once.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import fcntl
 import io
+import json
+import math
 import os
 import statistics
 import time
@@ -28,7 +31,7 @@ from tunekit.runs import StudyDir, no_links, open_lock, write_atomic, write_json
 from tunekit.study.best import refresh_best
 from tunekit.study.storage import load_study
 from tunekit.train.build import build_run, check_buildable, resolve_device
-from tunekit.train.trainer import evaluate, fit
+from tunekit.train.trainer import Diagnostics, Diverged, evaluate, fit
 
 
 @contextlib.contextmanager
@@ -68,9 +71,15 @@ def train_config(
     device: str | None = None,
     log: Callable[[str], None] = lambda line: None,
     shuffle_seed: int | None = None,
+    diagnostics: bool = True,
 ) -> dict[str, Any]:
     """Train, restore the best epoch, test once, and write model.pt, metrics.json, history.jsonl.
-    `shuffle_seed` orders the batches (default: `seed`), as a trial trained in a population had them."""
+    `shuffle_seed` orders the batches (default: `seed`), as a trial trained in a population had them.
+
+    A run a diagnostic stops is an outcome: history.jsonl holds the epochs that ran, metrics.json
+    and the result carry `stopped` and the best validation metrics before it; nothing is tested
+    and model.pt is not written (a previous one stays). `diagnostics=False` trains through the
+    gradient rules; a non-finite loss still stops the run."""
 
     config = check_buildable(config)
     started = time.perf_counter()
@@ -83,32 +92,53 @@ def train_config(
             f"epoch {record.epoch:>3}  train_loss={m['train_loss']:.4f}  {monitor}={m.get(monitor, float('nan')):.4f}  lr={m['lr']:.3g}"
         )
 
-    result = fit(
-        run,
-        seed=seed,
-        monitor=monitor,
-        direction=direction,
-        on_epoch=on_epoch,
-        epochs=epochs,
-        shuffle_seed=shuffle_seed,
-    )
-    test = evaluate(run, run.split.X_test, run.split.y_test, "test")
-    metrics = {**{k: v for k, v in result.best.items() if k.startswith("val_")}, **test}
+    stopped = None
+    try:
+        result = fit(
+            run,
+            seed=seed,
+            monitor=monitor,
+            direction=direction,
+            on_epoch=on_epoch,
+            epochs=epochs,
+            shuffle_seed=shuffle_seed,
+            diagnostics=Diagnostics(enabled=diagnostics),
+        )
+    except Diverged as exc:
+        result = exc.partial
+        stopped = {"reason": exc.reason, "epoch": exc.epoch, "detail": exc.detail}
+        log(f"stopped at epoch {exc.epoch}: {exc.reason} ({exc.detail})")
+    metrics = {k: v for k, v in result.best.items() if k.startswith("val_")}
+    if stopped is None:
+        metrics.update(evaluate(run, run.split.X_test, run.split.y_test, "test"))
     with exclusive(out_dir / ".lock"):
-        save_checkpoint(out_dir / "model.pt", run.model, config, run.split, metrics)
-        history = "".join(__import__("json").dumps(r.to_json()) + "\n" for r in result.history)
-        write_text(out_dir / "history.jsonl", history)
+        if stopped is None:
+            save_checkpoint(out_dir / "model.pt", run.model, config, run.split, metrics)
+        history = []
+        for record in result.history:
+            line = record.to_json()
+            if stopped is not None and record.epoch == stopped["epoch"]:
+                line["stopped"] = stopped["reason"]  # as a trial's metrics.jsonl ends
+            history.append(json.dumps(line) + "\n")
+        write_text(out_dir / "history.jsonl", "".join(history))
         summary = {
             "config": config.raw,
             "device": str(run.device),
             "epochs": len(result.history),
-            "best_epoch": result.best_epoch,
-            "metrics": metrics,
-            "checkpoint": str(out_dir / "model.pt"),
+            "best_epoch": result.best_epoch or None,
+            "metrics": _finite(metrics),
+            "checkpoint": str(out_dir / "model.pt") if stopped is None else None,
+            "history": str(out_dir / "history.jsonl"),
             "duration_s": round(time.perf_counter() - started, 3),
+            **({"stopped": stopped} if stopped else {}),
         }
         write_json(out_dir / "metrics.json", summary)
     return summary
+
+
+def _finite(metrics: dict[str, float]) -> dict[str, float | None]:
+    # JSON has no NaN: a metric that went non-finite is null.
+    return {k: float(v) if math.isfinite(v) else None for k, v in metrics.items()}
 
 
 def train_seeds(
@@ -121,38 +151,59 @@ def train_seeds(
     device: str | None = None,
     log: Callable[[str], None] = lambda line: None,
     first_shuffle_seed: int | None = None,
+    diagnostics: bool = True,
 ) -> dict[str, Any]:
     """Train once per seed: the first run fills `out_dir` (its checkpoint is the one kept), the others
-    `out_dir/seeds/<seed>/`. With several seeds the result adds each test metric's mean and std,
-    which says how much of a difference between two configs is luck."""
+    `out_dir/seeds/<seed>/`. Every seed trains, whether or not another was stopped by a diagnostic.
+
+    With several seeds the result is the first seed's, plus `seeds` (every seed's own result, with
+    its seed) and `seed_stats` (each metric's mean, std and values over the seeds that completed,
+    and how many seeds stopped, by reason), which says how much of a difference is luck."""
 
     runs = []
     for i in range(seeds):
         seed = first_seed + i
         if seeds > 1:
             log(f"seed {seed} ({i + 1}/{seeds})")
-        runs.append(
-            train_config(
-                config,
-                out_dir if i == 0 else no_links(out_dir / "seeds" / str(seed), out_dir),
-                seed=seed,
-                epochs=epochs,
-                device=device,
-                log=log,
-                shuffle_seed=first_shuffle_seed if i == 0 else None,
-            )
+        one = train_config(
+            config,
+            out_dir if i == 0 else no_links(out_dir / "seeds" / str(seed), out_dir),
+            seed=seed,
+            epochs=epochs,
+            device=device,
+            log=log,
+            shuffle_seed=first_shuffle_seed if i == 0 else None,
+            diagnostics=diagnostics,
         )
+        runs.append({"seed": seed, **one})
     result = dict(runs[0])
+    del result["seed"]
     if seeds > 1:
-        per_metric = {k: [r["metrics"][k] for r in runs] for k in runs[0]["metrics"] if k.startswith("test_")}
-        result["seeds"] = {
-            "seeds": [first_seed + i for i in range(seeds)],
-            "metrics": {
-                k: {"mean": statistics.fmean(v), "std": statistics.stdev(v), "values": v} for k, v in per_metric.items()
-            },
-        }
-        write_json(out_dir / "seeds.json", result["seeds"])
+        result["seeds"] = [{k: v for k, v in r.items() if k != "config"} for r in runs]
+        result["seed_stats"] = seed_stats(runs)
+        write_json(out_dir / "seeds.json", {"seeds": result["seeds"], "seed_stats": result["seed_stats"]})
     return result
+
+
+def seed_stats(runs: list[dict]) -> dict[str, Any]:
+    """Mean and std of each metric over the seeds that completed; the stopped ones counted by reason."""
+    completed = [r for r in runs if "stopped" not in r]
+    names = sorted({k for r in completed for k, v in r["metrics"].items() if v is not None})
+    metrics = {}
+    for name in names:
+        values = [r["metrics"][name] for r in completed if r["metrics"].get(name) is not None]
+        metrics[name] = {
+            "mean": statistics.fmean(values),
+            "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "values": values,
+        }
+    by_reason = collections.Counter(r["stopped"]["reason"] for r in runs if "stopped" in r)
+    return {
+        "seeds": [r["seed"] for r in runs],
+        "completed": len(completed),
+        "stopped": {"count": sum(by_reason.values()), "reasons": dict(by_reason)},
+        "metrics": metrics,
+    }
 
 
 def best_config(

@@ -130,6 +130,7 @@ class Run:
     loss_fn: Callable
     predict: Callable | None
     device: torch.device
+    plain_loss: Callable  # val_loss/test_loss (components.losses.LossSpec.plain)
 
 
 def _constructed(section: str, build: Callable, source: str | None):
@@ -210,7 +211,7 @@ def build_run(config: Config, device: torch.device, seed: int, split: Split | No
                 ],
                 config.source,
             )
-    return Run(config, split, model, optimizer, schedule, loss_fn, spec.predict, device)
+    return Run(config, split, model, optimizer, schedule, loss_fn, spec.predict, device, spec.plain)
 
 
 def channels_last_helps(model: nn.Module, device: torch.device, precision: str) -> bool:

@@ -27,11 +27,16 @@ EVAL_CHUNK = 8192
 
 
 class Diverged(Exception):
-    """Training went numerically wrong; `reason` is one of reasons.DIAGNOSTIC."""
+    """Training went numerically wrong; `reason` is one of reasons.DIAGNOSTIC.
 
-    def __init__(self, reason: str, epoch: int, detail: str, record: EpochRecord | None = None):
+    `record` is the epoch that went wrong; `partial` is the run up to there (its history ends with
+    that epoch; `best` is the best epoch before it), for `train` to report what ran."""
+
+    def __init__(
+        self, reason: str, epoch: int, detail: str, record: EpochRecord | None = None, partial: FitResult | None = None
+    ):
         super().__init__(f"{reason} at epoch {epoch}: {detail}")
-        self.reason, self.epoch, self.detail, self.record = reason, epoch, detail, record
+        self.reason, self.epoch, self.detail, self.record, self.partial = reason, epoch, detail, record, partial
 
 
 @dataclass
@@ -41,6 +46,7 @@ class Diagnostics:
     vanishing_ratio: float = 1e-5  # first-layer / last-layer gradient norm below this ...
     vanishing_epochs: int = 3  # ... for this many epochs in a row (or all epochs, if fewer)
     exploding_norm: float = 1e4  # global gradient norm above this
+    dead_relu_fraction: float = 0.9  # vanishing with this share of one ReLU layer dead is `dead_relu`
     enabled: bool = True
 
 
@@ -85,13 +91,16 @@ class _ReluWatch:
         key = id(module)
         self.alive[key] = self.alive[key] | fired if key in self.alive else fired
 
-    def dead_fraction(self) -> float | None:
+    def dead_fractions(self) -> tuple[float, float] | None:
+        """The share of dead units over all ReLU layers, and in the deadest one (a layer that is all
+        dead passes no gradient to the layers before it, whatever the others do)."""
         for h in self.handles:
             h.remove()
         if not self.alive:
             return None
         units = torch.cat(list(self.alive.values()))
-        return float(1 - units.float().mean())
+        worst = max(float(1 - alive.float().mean()) for alive in self.alive.values())
+        return float(1 - units.float().mean()), worst
 
 
 def evaluate(run: Run, X: torch.Tensor, y: torch.Tensor, prefix: str, dead_relu: bool = False) -> dict[str, float]:
@@ -107,7 +116,7 @@ def evaluate(run: Run, X: torch.Tensor, y: torch.Tensor, prefix: str, dead_relu:
     watch = _ReluWatch(model) if dead_relu else None
     with torch.inference_mode():
         out = torch.cat([model(X[i : i + EVAL_CHUNK]) for i in range(0, len(X), EVAL_CHUNK)]).float()
-        result = {f"{prefix}_loss": float(run.loss_fn(out, y))}
+        result = {f"{prefix}_loss": float(run.plain_loss(out, y))}
         if split.task == "classification":
             result[f"{prefix}_accuracy"] = float((run.predict(out) == y).float().mean())
         else:
@@ -117,9 +126,9 @@ def evaluate(run: Run, X: torch.Tensor, y: torch.Tensor, prefix: str, dead_relu:
             var = (y - y.mean()).pow(2).mean() * split.y_scale**2
             result[f"{prefix}_r2"] = float(1 - err.pow(2).mean() / var) if var > 0 else 0.0
     if watch is not None:
-        dead = watch.dead_fraction()
+        dead = watch.dead_fractions()
         if dead is not None:
-            result["dead_relu"] = dead
+            result["dead_relu"], result["dead_relu_layer"] = dead
     model.train(was_training)
     return result
 
@@ -158,18 +167,25 @@ class EpochLedger:
         self.best_value, self.best_epoch, self.best_state, self.best_metrics = None, 0, None, {}
         self.stop_best, self.stale, self.vanishing_streak = None, 0, 0
 
-    def close_epoch(self, epoch: int, train_loss: float, norms: dict[str, float], started: float) -> bool:
+    def close_epoch(
+        self, epoch: int, train_loss: float, norms: dict[str, float], started: float, clipped: float | None = None
+    ) -> bool:
         """Record epoch `epoch` (the model holds its weights); raises Diverged, or whatever the callback
-        raises. Returns True when early stopping says to stop."""
-        run, diagnostics = self.run, self.diagnostics
+        raises. Returns True when early stopping says to stop. `norms` are the last batch's gradient
+        norms per layer before clipping; `clipped` is their global norm after it, when clipping is on."""
+        run, diagnostics, schedule = self.run, self.diagnostics, self.run.schedule
+        last_lr = schedule.last_step_lr if schedule.interval == "step" else schedule.lr
         global_norm = math.sqrt(sum(v * v for v in norms.values()))
         record = EpochRecord(
             epoch,
             {
                 "train_loss": train_loss,
                 **evaluate(run, run.split.X_val, run.split.y_val, "val", dead_relu=True),
-                "lr": run.schedule.lr,
+                # The lr the epoch's first step used, and its last step's where a step schedule moved it.
+                "lr": schedule.epoch_first_lr,
+                **({"lr_last": last_lr} if last_lr != schedule.epoch_first_lr else {}),
                 "grad_norm": global_norm,
+                **({"grad_norm_clipped": clipped} if clipped is not None else {}),
                 "epoch_time": time.perf_counter() - started,
             },
             norms,
@@ -178,10 +194,10 @@ class EpochLedger:
         self.history.append(record)
 
         if not math.isfinite(train_loss) or not math.isfinite(record.metrics.get("val_loss", 0.0)):
-            raise Diverged(reasons.NONFINITE_LOSS, epoch, f"train loss {train_loss}", record)
+            raise self._diverged(reasons.NONFINITE_LOSS, epoch, f"train loss {train_loss}", record)
         if diagnostics.enabled:
             if not math.isfinite(global_norm) or global_norm > diagnostics.exploding_norm:
-                raise Diverged(
+                raise self._diverged(
                     reasons.EXPLODING_GRADIENTS,
                     epoch,
                     f"gradient norm {global_norm:.3g} > {diagnostics.exploding_norm:g}",
@@ -192,12 +208,17 @@ class EpochLedger:
                 ratio = layers[0] / layers[-1] if layers[-1] > 0 else 1.0
                 self.vanishing_streak = self.vanishing_streak + 1 if ratio < diagnostics.vanishing_ratio else 0
                 if self.vanishing_streak >= min(diagnostics.vanishing_epochs, self.epochs):
-                    raise Diverged(
-                        reasons.VANISHING_GRADIENTS,
-                        epoch,
-                        f"first/last layer gradient norm ratio {ratio:.2e} < {diagnostics.vanishing_ratio:g}",
-                        record,
-                    )
+                    detail = f"first/last layer gradient norm ratio {ratio:.2e} < {diagnostics.vanishing_ratio:g}"
+                    dead = record.metrics.get("dead_relu_layer", 0.0)
+                    if dead >= diagnostics.dead_relu_fraction:
+                        # Not a depth problem: the units are dead, and the remedy is another one.
+                        raise self._diverged(
+                            reasons.DEAD_RELU,
+                            epoch,
+                            f"{dead:.0%} of one ReLU layer's units output 0 for every validation input ({detail})",
+                            record,
+                        )
+                    raise self._diverged(reasons.VANISHING_GRADIENTS, epoch, detail, record)
 
         value = record.metrics.get(self.monitor, train_loss)
         if self.best_value is None or better(value, self.best_value, self.direction):
@@ -216,6 +237,11 @@ class EpochLedger:
                 if self.stale >= self.stopping.patience:
                     return True
         return False
+
+    def _diverged(self, reason: str, epoch: int, detail: str, record: EpochRecord) -> Diverged:
+        # The weights are left as they are: a stopped run is reported, not deployed.
+        partial = FitResult(self.history, self.best_epoch, self.best_metrics, stopped_early=True)
+        return Diverged(reason, epoch, detail, record, partial)
 
     def result(self) -> FitResult:
         """Put the best epoch's weights back (what a user would deploy) and sum the run up."""
@@ -279,12 +305,17 @@ def fit(
                 scaler.unscale_(opt)
             else:
                 loss.backward()
+            last = step == n_steps - 1
+            if last:
+                # Before clipping and before the step: what this epoch's last batch produced. A norm
+                # read after clipping would be the clip value, and could never look like an explosion.
+                layer_norms = _layer_grad_norms(model)
             if clip_norm:
                 nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
             elif clip_value:
                 nn.utils.clip_grad_value_(model.parameters(), clip_value)
-            if step == n_steps - 1:
-                layer_norms = _layer_grad_norms(model)  # before the step: what this epoch's last batch produced
+            if last and clip:
+                clipped_norms = _layer_grad_norms(model)
             if scaler:
                 scaler.step(opt)
                 scaler.update()
@@ -296,6 +327,7 @@ def fit(
 
         # One host sync per epoch: everything above stayed on the device.
         norms = {k: math.sqrt(float(v)) for k, v in layer_norms.items()}
-        if ledger.close_epoch(epoch, float(loss_sum) / n, norms, started):
+        clipped = math.sqrt(float(sum(clipped_norms.values()))) if clip else None
+        if ledger.close_epoch(epoch, float(loss_sum) / n, norms, started, clipped):
             break
     return ledger.result()

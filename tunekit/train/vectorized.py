@@ -444,13 +444,16 @@ def fit_population(
                     losses = losses_of(stack.params, stack.buffers, xb, yb)
                 stack.zero_grad()
                 losses.sum().backward()  # members share no weights, so each gets exactly its own gradient
+                last = step == n_steps - 1
+                if last:
+                    layer_squares = stack.layer_grad_squares()  # before clipping, as `fit` reads them
                 if clip_norm:
                     _clip_norm_per_member(stack.grads(), clip_norm)
                 elif clip_value:
                     for g in stack.grads():
                         g.clamp_(-clip_value, clip_value)
-                if step == n_steps - 1:
-                    layer_squares = stack.layer_grad_squares()
+                if last and clip:
+                    clipped_squares = torch.stack(list(stack.layer_grad_squares().values())).sum(dim=0)
                 stack.optimizer.step(stack.params)
                 if step_schedule:
                     for row in active:
@@ -460,6 +463,7 @@ def fit_population(
             train_losses = (loss_sum / n).tolist()
             layers = list(layer_squares)
             norms_by_row = torch.stack([layer_squares[k] for k in layers], dim=1).sqrt().tolist()
+            clipped_by_row = clipped_squares.sqrt().tolist() if clip else [None] * len(active)
         except Exception as exc:  # out of memory, the --timeout alarm: the whole population stops
             for row in active:
                 outcomes[row] = exc
@@ -470,7 +474,7 @@ def fit_population(
         for position, row in enumerate(active):
             norms = dict(zip(layers, norms_by_row[position]))
             try:
-                if ledgers[row].close_epoch(epoch, train_losses[position], norms, started):
+                if ledgers[row].close_epoch(epoch, train_losses[position], norms, started, clipped_by_row[position]):
                     outcomes[row] = ledgers[row].result()
                     continue
             except Exception as exc:
