@@ -37,8 +37,11 @@ _state = {"debug": False}
 
 
 class _Console(Console):
-    """rich's Console, except that a closed pipe raises BrokenPipeError for `_guarded` to handle
-    (rich's own handler exits 1)."""
+    """rich's Console, minus two habits that do not suit a CLI printing user data.
+
+    Markup and emoji codes are off: study names, paths, param values and hints are printed as
+    they are (`pip install 'tunekit[plots]'` keeps its `[plots]`); styling goes through Text.
+    A closed pipe raises BrokenPipeError for `_guarded` to handle (rich's own handler exits 1)."""
 
     def on_broken_pipe(self) -> None:
         raise BrokenPipeError(errno.EPIPE, "the reader closed the pipe")
@@ -46,7 +49,7 @@ class _Console(Console):
 
 def _console(stderr: bool = False) -> Console:
     # Colour only on a terminal (rich honours NO_COLOR); off a terminal, don't wrap tables at 80 columns.
-    plain = {"stderr": stderr, "highlight": False}
+    plain = {"stderr": stderr, "highlight": False, "markup": False, "emoji": False}
     console = _Console(**plain)
     if not console.is_terminal:
         console = _Console(**plain, width=200)
