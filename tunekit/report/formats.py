@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from tunekit.report.advice import sparkline
+
 
 def _fmt(value: Any) -> str:
     if value is None:
@@ -96,7 +98,12 @@ def report_table(summary: dict, console: Console, top: int = 10) -> None:
             )
         console.print(table)
     if s.get("history"):
-        _say(console, f"best so far, trial by trial: {s['history']}")
+        # JSON keeps the numbers (best so far after each completed trial); people get a sparkline.
+        history = s["history"]
+        if isinstance(history, list):
+            first = s["direction"][0] if isinstance(s["direction"], list) else s["direction"]
+            history = sparkline(history, first == "maximize")
+        _say(console, f"best so far, trial by trial: {history}")
     if s.get("importance"):
         _say(console, "parameter importance (share of the metric's variance):")
         width = max(len(k) for k in s["importance"])
@@ -132,6 +139,8 @@ def report_csv(summary: dict) -> str:
 
 
 def _csv_value(v: Any) -> str:
+    if isinstance(v, (list, dict)):
+        return json.dumps(v)  # a list choice as its YAML/JSON text, e.g. [256, 256]
     return "" if v is None else str(v)
 
 
