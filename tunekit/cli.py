@@ -7,8 +7,10 @@ Data goes to stdout, progress and errors to stderr; `_guarded` maps every error 
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
+import select
 import shlex
 import sys
 from collections.abc import Callable
@@ -18,6 +20,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from tunekit import __version__  # the package root imports nothing heavy: --version stays fast
 from tunekit.errors import TunekitError
 
 app = typer.Typer(
@@ -33,16 +36,53 @@ app = typer.Typer(
 _state = {"debug": False}
 
 
+class _Console(Console):
+    """rich's Console, minus two habits that do not suit a CLI printing user data.
+
+    Markup and emoji codes are off: study names, paths, param values and hints are printed as
+    they are (`pip install 'tunekit[plots]'` keeps its `[plots]`); styling goes through Text.
+    A closed pipe raises BrokenPipeError for `_guarded` to handle (rich's own handler exits 1)."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError(errno.EPIPE, "the reader closed the pipe")
+
+
 def _console(stderr: bool = False) -> Console:
     # Colour only on a terminal (rich honours NO_COLOR); off a terminal, don't wrap tables at 80 columns.
-    console = Console(stderr=stderr, highlight=False)
+    plain = {"stderr": stderr, "highlight": False, "markup": False, "emoji": False}
+    console = _Console(**plain)
     if not console.is_terminal:
-        console = Console(stderr=stderr, highlight=False, width=200)
+        console = _Console(**plain, width=200)
     return console
 
 
 def _err(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
+
+
+def _reader_left() -> None:
+    """The reader of stdout went away (`tunekit report | head -1`): that is not an error. Point stdout
+    at /dev/null so that the interpreter's final flush has somewhere to go, and exit 0 in silence."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass  # stdout already closed or not a real file: nothing left to flush
+    raise SystemExit(0)
+
+
+def _closed_pipe(exc: BaseException) -> bool:
+    """An EPIPE because our own stdout or stderr lost its reader, not one from a pipe to a worker."""
+    if not (isinstance(exc, OSError) and exc.errno == errno.EPIPE):
+        return False
+    try:
+        poll = select.poll()
+        for stream in (sys.stdout, sys.stderr):
+            poll.register(stream.fileno(), select.POLLOUT)
+    except (AttributeError, OSError, ValueError):
+        return True  # no poll() here, or not real files: trust the error
+    # The write end of a pipe whose reader has gone reports POLLERR (a socket, POLLHUP).
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poll.poll(0))
 
 
 def _guarded(fn: Callable) -> Callable:
@@ -65,14 +105,9 @@ def _guarded(fn: Callable) -> Callable:
             if resume:
                 _err(f"resume with: {resume}")
             raise typer.Exit(code) from None
-        except BrokenPipeError:
-            # `tunekit report --format json | head -1`: the reader left; that is not an error.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            raise typer.Exit(0) from None
         except OSError as exc:
-            import errno
-
+            if _closed_pipe(exc):
+                _reader_left()
             if exc.errno != errno.ENOSPC:
                 if _state["debug"]:
                     raise
@@ -94,9 +129,20 @@ def _guarded(fn: Callable) -> Callable:
     return wrapper
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"tunekit {__version__}\n")
+        sys.stdout.flush()
+        raise typer.Exit(0)
+
+
 @app.callback()
 def main_options(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for internal errors.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_print_version, help="Print tunekit's version and exit."),
+    ] = False,
 ) -> None:
     _state["debug"] = debug
     if debug:
@@ -404,10 +450,11 @@ def report(
         Path | None,
         typer.Option("--html", help="Also write a self-contained HTML page with plots (needs tunekit[plots])."),
     ] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Same as --format json: one JSON document on stdout.")] = False,
 ) -> None:
     """Show what a study learned: best trial, top trials, failures and parameter importance.
 
-    Example: tunekit report quickstart --format json | jq .best
+    Example: tunekit report quickstart --json | jq .best
     """
     from tunekit.errors import UsageError
     from tunekit.report.formats import report_csv, report_json, report_markdown, report_table
@@ -416,6 +463,10 @@ def report(
     from tunekit.study.storage import describe_storage, load_study
 
     formats = ("table", "json", "csv", "markdown")
+    if json_:
+        if format_ not in ("table", "json"):  # table is the default: --json alone means json
+            raise UsageError(f"--json and --format {format_} ask for two formats", "give one of them")
+        format_ = "json"
     if format_ not in formats:
         from tunekit.registry import did_you_mean
 
@@ -675,4 +726,12 @@ def schema() -> None:
 
 
 def main() -> None:
-    app()
+    """The `tunekit` entry point. A pipe closed outside a command's body (`tunekit --help | head -1`)
+    is caught by Typer, which exits 1 after wrapping stdout in click's PacifyFlushWrapper; that exit
+    is the reader leaving too. Inside a command, `_guarded` has already exited 0."""
+    try:
+        app()
+    except SystemExit as exc:
+        if exc.code == 1 and type(sys.stdout).__name__ == "PacifyFlushWrapper":
+            _reader_left()
+        raise

@@ -10,6 +10,9 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+from tunekit.report.advice import sparkline
 
 
 def _fmt(value: Any) -> str:
@@ -20,6 +23,16 @@ def _fmt(value: Any) -> str:
     if isinstance(value, (list, dict)):
         return json.dumps(value)
     return str(value)
+
+
+def _say(console: Console, *parts: str | tuple[str, str]) -> None:
+    """Print one line of user data as it is: whatever the console's settings, no `[...]` is read as
+    markup and no `:name:` as an emoji (a study's values, paths and hints are printed literally)."""
+    console.print(Text.assemble(*parts))
+
+
+def _cells(*values: str) -> list[Text]:
+    return [Text(v) for v in values]
 
 
 def short_names(keys: list[str]) -> dict[str, str]:
@@ -49,19 +62,19 @@ def report_table(summary: dict, console: Console, top: int = 10) -> None:
         if s.get("objectives")
         else f"{s['direction']} {s['metric']}"
     )
-    console.print(f"[bold]{s['study']}[/]  {s['n_trials']} trials ({states or 'none'})  {goal}")
+    _say(console, (s["study"], "bold"), f"  {s['n_trials']} trials ({states or 'none'})  {goal}")
     if s.get("pruning"):
-        console.print(f"pruning: {s['pruning']}")
+        _say(console, f"pruning: {s['pruning']}")
     if s.get("reasons"):
-        console.print("failures: " + ", ".join(f"{r} x{n}" for r, n in s["reasons"].items()))
+        _say(console, "failures: " + ", ".join(f"{r} x{n}" for r, n in s["reasons"].items()))
     best = s.get("best")
     if best:
         values = best["value"] if isinstance(best["value"], list) else [best["value"]]
         shown = ", ".join(f"{n} = {v:.4g}" for n, v in zip(_objective_names(s), values))
         rule = f"  ({s['best_rule']}; `tunekit train --best --pick N` takes another)" if s.get("best_rule") else ""
-        console.print(f"best: trial #{best['number']}  {shown}{rule}")
+        _say(console, f"best: trial #{best['number']}  {shown}{rule}")
         for k, v in best["params"].items():
-            console.print(f"  {k} = {_fmt(v)}")
+            _say(console, f"  {k} = {_fmt(v)}")
     ranked = _ranked(s)[:top]
     if ranked:
         keys = sorted({k for t in ranked for k in t["params"]})
@@ -75,24 +88,31 @@ def report_table(summary: dict, console: Console, top: int = 10) -> None:
         for t in ranked:
             values = t["value"] if isinstance(t["value"], list) else [t["value"]]
             table.add_row(
-                str(t["number"]),
-                *(_fmt(v) for v in values),
-                _fmt(t.get("best_epoch")),
-                _fmt(t["duration_s"]),
-                *(_fmt(t["params"].get(k)) for k in keys),
+                *_cells(
+                    str(t["number"]),
+                    *(_fmt(v) for v in values),
+                    _fmt(t.get("best_epoch")),
+                    _fmt(t["duration_s"]),
+                    *(_fmt(t["params"].get(k)) for k in keys),
+                )
             )
         console.print(table)
     if s.get("history"):
-        console.print(f"best so far, trial by trial: {s['history']}")
+        # JSON keeps the numbers (best so far after each completed trial); people get a sparkline.
+        history = s["history"]
+        if isinstance(history, list):
+            first = s["direction"][0] if isinstance(s["direction"], list) else s["direction"]
+            history = sparkline(history, first == "maximize")
+        _say(console, f"best so far, trial by trial: {history}")
     if s.get("importance"):
-        console.print("parameter importance (share of the metric's variance):")
+        _say(console, "parameter importance (share of the metric's variance):")
         width = max(len(k) for k in s["importance"])
         for k, v in s["importance"].items():
-            console.print(f"  {k:<{width}}  {'█' * max(1, round(v * 30)):<30} {v:.2f}")
+            _say(console, f"  {k:<{width}}  {'█' * max(1, round(v * 30)):<30} {v:.2f}")
     if s.get("advice"):
-        console.print("advice:")
+        _say(console, "advice:")
         for line in s["advice"]:
-            console.print(f"  - {line}")
+            _say(console, f"  - {line}")
 
 
 def report_json(summary: dict) -> str:
@@ -119,6 +139,8 @@ def report_csv(summary: dict) -> str:
 
 
 def _csv_value(v: Any) -> str:
+    if isinstance(v, (list, dict)):
+        return json.dumps(v)  # a list choice as its YAML/JSON text, e.g. [256, 256]
     return "" if v is None else str(v)
 
 
@@ -170,15 +192,15 @@ def train_table(result: dict, console: Console) -> None:
         if stopped
         else f"best epoch {result.get('best_epoch')}"
     )
-    console.print(
+    _say(
+        console,
         f"trained {result['epochs']} epochs on {result['device']} in {result['duration_s']:.1f}s ({how})",
-        markup=False,
     )
     table = Table(show_edge=False)
     table.add_column("metric")
     table.add_column("value", justify="right")
     for k, v in result["metrics"].items():
-        table.add_row(k, "–" if v is None else f"{v:.4f}")
+        table.add_row(*_cells(k, "–" if v is None else f"{v:.4f}"))
     if result["metrics"]:
         console.print(table)
     if "seeds" in result:
@@ -187,14 +209,14 @@ def train_table(result: dict, console: Console) -> None:
         if stats["stopped"]["count"]:
             reasons = ", ".join(f"{r} ×{n}" for r, n in stats["stopped"]["reasons"].items())
             line += f"; stopped: {reasons}"
-        console.print(line + ":", markup=False)
+        _say(console, line + ":")
         for k, v in stats["metrics"].items():
             if k.startswith("test_"):
-                console.print(f"  {k} = {v['mean']:.4f} ± {v['std']:.4f}")
+                _say(console, f"  {k} = {v['mean']:.4f} ± {v['std']:.4f}")
     if result.get("checkpoint"):
-        console.print(f"checkpoint: {result['checkpoint']}", markup=False)
+        _say(console, f"checkpoint: {result['checkpoint']}")
     else:
-        console.print(f"no checkpoint written; history: {result['history']}", markup=False)
+        _say(console, f"no checkpoint written; history: {result['history']}")
 
 
 def text_plot(xs: list[float], ys: list[float], width: int = 60, height: int = 12, mark: float | None = None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import warnings
@@ -10,7 +11,7 @@ from typing import Any
 
 import optuna
 
-from tunekit.report.advice import advise, sparkline
+from tunekit.report.advice import advise
 
 
 def _state(trial) -> str:
@@ -24,13 +25,44 @@ def outcome(trial) -> dict[str, Any]:
     return {**attrs, **(attrs.get("result") or {})}
 
 
+def _at(raw: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(raw, dict) or part not in raw:
+            return None
+        raw = raw[part]
+    return raw
+
+
+def params_of(trial) -> dict[str, Any]:
+    """A trial's params with the types the YAML gave them. Optuna categoricals hold only scalars, so a
+    list choice (`model.hidden: [256, 256]`) is stored as its JSON text; the trial's concrete config,
+    recorded when it started, holds the value itself, which replaces the text when the two agree."""
+    config = trial.user_attrs.get("config")
+    out = {}
+    for key, value in trial.params.items():
+        if isinstance(value, str) and isinstance(config, dict):
+            typed = _at(config, key)
+            if isinstance(typed, (list, dict)) and json.dumps(typed) == value:
+                value = typed
+        out[key] = value
+    return out
+
+
+def best_so_far(values: list[float], maximize: bool) -> list[float]:
+    """The best value after each completed trial, in trial order: the study's progress, as numbers."""
+    out: list[float] = []
+    for v in values:
+        out.append(v if not out or (v > out[-1] if maximize else v < out[-1]) else out[-1])
+    return out
+
+
 def trial_row(trial) -> dict[str, Any]:
     ended = outcome(trial)
     return {
         "number": trial.number,
         "state": _state(trial),
         "value": trial.value if trial.values is not None and len(trial.values) == 1 else trial.values,
-        "params": dict(trial.params),
+        "params": params_of(trial),
         "reason": ended.get("reason"),
         "duration_s": ended.get("duration_s")
         if ended.get("duration_s") is not None
@@ -104,7 +136,7 @@ def summarize(study, storage: str) -> dict[str, Any]:
         best = {
             "number": bt.number,
             "value": bt.value if len(bt.values) == 1 else list(bt.values),
-            "params": dict(bt.params),
+            "params": params_of(bt),
             "config": bt.user_attrs.get("config"),
             "metrics": outcome(bt).get("metrics"),
             "best_epoch": outcome(bt).get("best_epoch"),
@@ -138,7 +170,7 @@ def summarize(study, storage: str) -> dict[str, Any]:
         if t["state"] == "COMPLETE"
     ]
     first_direction = summary["direction"][0] if several else summary["direction"]
-    summary["history"] = sparkline(values, first_direction == "maximize")
+    summary["history"] = best_so_far(values, first_direction == "maximize")
     return summary
 
 
