@@ -7,7 +7,7 @@ from tests.conftest import config_from
 from tunekit.components.samplers import SAMPLERS
 from tunekit.config.load import validate_document
 from tunekit.config.sections import check_sections
-from tunekit.config.space import SearchSpace
+from tunekit.config.space import SearchSpace, point_key
 from tunekit.config.yaml_io import parse_yaml
 from tunekit.errors import ConfigError
 
@@ -158,4 +158,21 @@ def test_the_space_size_is_the_number_of_grid_points():
         0.3,
     ]  # 0.1 + 2 * 0.1 stored as 0.3, not 0.30000000000000004
     grid = SAMPLERS.get("grid")(space, seed=0)
-    assert len(grid._all_grids) == space.size()
+    assert len({point_key(p) for p in grid.points}) == len(grid.points) == space.size()
+
+
+def test_inactive_entries_do_not_multiply_the_space():
+    # momentum only under sgd: sgd x 2 momenta + adam = 3 configs (a product would say 4), x 2 batch sizes.
+    config = config_from(
+        BASE
+        + "search:\n  optimizer.name: {choices: [sgd, adam]}\n"
+        + "  optimizer.momentum: {choices: [0.0, 0.9], when: {optimizer.name: [sgd]}}\n"
+        + "  train.batch_size: {choices: [16, 32]}\n",
+        buildable=False,
+    )
+    space, problems = SearchSpace.parse(config)
+    assert problems == [] and space.size() == 6
+    points = space.points()
+    assert len(points) == 6 and len({point_key(p) for p in points}) == 6
+    assert all("optimizer.momentum" not in p for p in points if p["optimizer.name"] == "adam")
+    assert SearchSpace.from_fingerprint(space.fingerprint()).size() == 6

@@ -100,3 +100,14 @@ def test_sparkline_tracks_best_so_far():
     assert sparkline([0.1, 0.5, 0.3, 0.9], maximize=True) == "▁▄▄█"
     assert sparkline([3.0, 2.0, 2.5, 1.0], maximize=False) == "▁▄▄█"
     assert len(sparkline(list(range(500)), maximize=True, width=40)) == 40
+
+
+def test_a_finished_grid_is_not_told_to_continue():
+    # lr on 3 choices x activation on 2: six configs, all tried (one failed) -> nothing left to run.
+    lr = {**LR, "kind": "categorical", "low": None, "high": None, "log": False, "choices": [0.001, 0.01, 0.1]}
+    points = [(v, act, 0.9, None) for v in (0.001, 0.01, 0.1) for act in ("relu", "tanh")]
+    points[-1] = (0.1, "tanh", None, "error")
+    advice = summarize(study_of(points, {"optimizer.lr": lr, "model.activation": ACT}), "mem")["advice"]
+    assert not any("--trials" in a for a in advice)
+    fewer = summarize(study_of(points[:3], {"optimizer.lr": lr, "model.activation": ACT}), "mem")["advice"]
+    assert any("continue with --trials 6" in a for a in fewer)  # the true number of configs, not 20

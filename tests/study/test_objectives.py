@@ -42,10 +42,7 @@ def test_pareto_study(cli, write_config, runs):
     other = next((n for n in front if n != s["best"]["number"]), front[0])
     trained = cli("train", "--best", "--pick", other, "--runs", runs, "--json")
     assert trained.exit_code == 0, trained.stderr
-    assert (
-        json.dumps(json.loads(trained.stdout)["config"]["model"]["hidden"])
-        == s["trials"][other]["params"]["model.hidden"]
-    )
+    assert json.loads(trained.stdout)["config"]["model"]["hidden"] == s["trials"][other]["params"]["model.hidden"]
     assert cli("train", "--best", "--pick", 999, "--runs", runs).exit_code == 5
 
 

@@ -12,6 +12,7 @@ from typing import Literal
 import numpy as np
 import optuna
 
+from tunekit.config.space import point_key
 from tunekit.errors import ConfigError, Problem
 from tunekit.registry import Registry
 
@@ -46,64 +47,100 @@ def random(space, seed: int | None = None):
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def _finite(sampler_class):
-    """A grid or brute-force sampler that says when it has covered the space instead of calling
-    `study.stop()`, which only works inside Optuna's own optimize loop (tunekit asks and tells):
-    the worker loop reads `exhausted` after each trial and stops the search there."""
+POINT = "tunekit.point"  # user attr: the grid point a trial was queued for
 
-    class Finite(sampler_class):
-        exhausted = False
-        _replayed = False
 
-        def after_trial(self, study, trial, state, values) -> None:
-            study.stop = lambda: setattr(self, "exhausted", True)  # shadows the method on this object only
-            try:
-                super().after_trial(study, trial, state, values)
-            except KeyError:
-                pass  # the grid sampler looks up the grid point of a queued trial (the baseline, a retry), which has none
-            finally:
-                del study.stop
+class PointWalk(optuna.samplers.BaseSampler):
+    """Grid and brute force: every distinct config of a finite space exactly once.
 
-        def covered(self, study) -> bool:
-            if hasattr(self, "is_exhausted"):
-                return self.exhausted or self.is_exhausted(study)
-            if not self._replayed:  # brute force: ask it about the last finished trial once, as a rerun starts
-                self._replayed = True
-                finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
-                if finished:
-                    self.after_trial(study, finished[-1], finished[-1].state, finished[-1].values)
-            return self.exhausted
+    Optuna's GridSampler counts a point as visited only through its own grid ids, so a queued
+    trial (the baseline, a retry) re-runs a point and leaves another untried, and it refuses
+    partial queued params; its grid is also the product of all entries, `when:` or not. Here the
+    points are the space's distinct configs (SearchSpace.points) and the worker queues the next
+    unvisited one before each ask (`queue_next`), under the ask lock: a point is taken once a
+    trial holds it, whatever its state, in this process or another."""
 
-    Finite.__name__ = Finite.__qualname__ = sampler_class.__name__
-    return Finite
+    def __init__(self, points: list[dict], seed: int | None, shuffle: bool):
+        self.points = list(points)
+        if shuffle:
+            np.random.default_rng(seed).shuffle(self.points)
+        self._fallback = optuna.samplers.RandomSampler(seed=seed)
+
+    def taken(self, study) -> set[str]:
+        keys = set()
+        for t in study.get_trials(deepcopy=False):
+            if POINT in t.user_attrs:
+                keys.add(t.user_attrs[POINT])
+            elif t.params:
+                keys.add(point_key(t.params))
+        return keys
+
+    def next_point(self, study) -> dict | None:
+        taken = self.taken(study)
+        return next((p for p in self.points if point_key(p) not in taken), None)
+
+    def covered(self, study) -> bool:
+        waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+        return not waiting and self.next_point(study) is None
+
+    # Every trial arrives with its point fixed; a param it lacks (none, in practice) is drawn at random.
+    def infer_relative_search_space(self, study, trial):
+        return {}
+
+    def sample_relative(self, study, trial, search_space):
+        return {}
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self._fallback.sample_independent(study, trial, param_name, param_distribution)
+
+
+def queue_next(study) -> bool:
+    """Before an ask: a point walk queues its next unvisited point, unless a trial is already
+    queued (the baseline, a retry), which goes first. False when the walk has no point left."""
+    sampler = study.sampler
+    if not isinstance(sampler, PointWalk):
+        return True
+    if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
+        return True
+    point = sampler.next_point(study)
+    if point is None:
+        return False
+    study.enqueue_trial(point, user_attrs={POINT: point_key(point)}, skip_if_exists=False)
+    return True
 
 
 def space_is_finite(sampler) -> bool:
     """Does this sampler walk a finite space point by point (grid, bruteforce)?"""
-    return hasattr(sampler, "covered")
+    return isinstance(sampler, PointWalk)
 
 
 def space_covered(sampler, study) -> bool:
     """Has a finite sampler (grid, bruteforce) tried every point of the search space?"""
-    return hasattr(sampler, "covered") and sampler.covered(study)
+    return isinstance(sampler, PointWalk) and sampler.covered(study)
+
+
+FINITE = ("grid", "bruteforce")
+
+
+def _points(space, name: str) -> list[dict]:
+    for p in space:
+        if p.size() is None:
+            raise ValueError(f"{name} needs choices or a step for every entry; search.{p.key} is a continuous range")
+    return space.points()
 
 
 @SAMPLERS.register("grid")
 def grid(space, seed: int | None = None):
-    """Every combination of the search space's choices and stepped ranges."""
+    """Every distinct config of the search space once, in an order drawn from `seed`."""
 
-    grid_values = {}
-    for p in space:
-        if p.size() is None:
-            raise ValueError(f"grid needs choices or a step for every entry; search.{p.key} is a continuous range")
-        grid_values[p.key] = p.points()
-    return _finite(optuna.samplers.GridSampler)(grid_values, seed=seed)
+    return PointWalk(_points(space, "grid"), seed, shuffle=True)
 
 
 @SAMPLERS.register("bruteforce")
 def bruteforce(space, seed: int | None = None):
+    """Every distinct config of the search space once, in the order of the search block."""
 
-    return _finite(optuna.samplers.BruteForceSampler)(seed=seed)
+    return PointWalk(_points(space, "bruteforce"), seed, shuffle=False)
 
 
 @SAMPLERS.register("cmaes")

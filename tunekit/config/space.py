@@ -18,6 +18,8 @@ from tunekit.errors import ConfigError, Problem
 from tunekit.registry import did_you_mean
 
 ENTRY_KEYS = ["low", "high", "log", "step", "choices", "type", "when"]
+_MISSING = object()
+MAX_POINTS = 1_000_000  # a grid's points are listed in memory; past this, use a sampler that draws
 
 
 def _label(value: Any) -> Any:
@@ -310,8 +312,8 @@ class SearchSpace:
                 k in values and _label(values[k]) in [_label(x) for x in allowed] for k, allowed in p.when.items()
             ):
                 continue
-            base = get_path(raw, p.key)
-            if base is not None and p.contains(base):
+            base = get_path(raw, p.key, _MISSING)
+            if base is not _MISSING and p.contains(base):  # a `null` base is a value, if null is a choice
                 values[p.key] = base
                 labels[p.key] = _label(base)
         return labels
@@ -322,14 +324,70 @@ class SearchSpace:
     def fingerprint(self) -> dict[str, dict]:
         return {p.key: p.fingerprint() for p in sorted(self.params, key=lambda q: q.key)}
 
+    @classmethod
+    def from_fingerprint(cls, fingerprint: dict[str, dict]) -> SearchSpace:
+        """The space a study recorded, for counting its points (choices stay labels)."""
+        params = [
+            Param(
+                key,
+                f["kind"],
+                f.get("low"),
+                f.get("high"),
+                f.get("log", False),
+                f.get("step"),
+                list(f.get("choices") or []),
+                dict(f.get("when") or {}),
+            )
+            for key, f in fingerprint.items()
+        ]
+        return cls(_define_by_run_order(params))
+
+    # The distinct configs of a finite space. An entry whose `when:` fails is absent from a point,
+    # so inactive entries do not multiply the count (momentum's values under adam are one config).
+
+    def is_active(self, p: Param, chosen: dict[str, Any]) -> bool:
+        return all(k in chosen and chosen[k] in [_label(x) for x in allowed] for k, allowed in p.when.items())
+
     def size(self) -> int | None:
-        total = 1
+        """How many distinct configs the space holds; None when an entry is a continuous range."""
+        if any(p.size() is None for p in self.params):
+            return None
+        parents = {k for p in self.params for k in p.when}
+
+        def count(i: int, chosen: dict[str, Any]) -> int:
+            if i == len(self.params):
+                return 1
+            p = self.params[i]
+            if not self.is_active(p, chosen):
+                return count(i + 1, chosen)
+            if p.key in parents:  # branch only where a condition reads the value
+                return sum(count(i + 1, {**chosen, p.key: v}) for v in p.points())
+            return p.size() * count(i + 1, chosen)
+
+        return count(0, {})
+
+    def points(self, limit: int = MAX_POINTS) -> list[dict[str, Any]]:
+        """Every distinct config of a finite space as Optuna params (active entries only), in order."""
+        size = self.size()
+        if size is None:
+            raise ValueError("the search space has a continuous range: it has no list of points")
+        if size > limit:
+            raise ValueError(f"the search space has {size} points, more than {limit} a grid can walk")
+        found: list[dict[str, Any]] = [{}]
         for p in self.params:
-            n = p.size()
-            if n is None:
-                return None
-            total *= n
-        return total
+            grown = []
+            for point in found:
+                if self.is_active(p, point):
+                    grown += [{**point, p.key: v} for v in p.points()]
+                else:
+                    grown.append(point)
+            found = grown
+        return found
+
+
+def point_key(params: dict[str, Any]) -> str:
+    """One text per distinct point, whatever the order of its entries."""
+    return json.dumps(params, sort_keys=True)
 
 
 def _check_conditions(params: list[Param], by_key: dict[str, Param]) -> list[Problem]:

@@ -10,6 +10,7 @@ import math
 from typing import Any
 
 from tunekit import reasons
+from tunekit.config.space import SearchSpace
 
 EDGE = 0.05  # within 5% of a range end (in log space for log ranges)
 NEGLIGIBLE = 0.02  # share of the metric's variance below which a parameter may as well be fixed
@@ -102,41 +103,33 @@ def divergence_region(space: dict, trials: list[dict]) -> list[str]:
     return out
 
 
-def too_few_trials(space: dict, n_complete: int, size: int | None) -> list[str]:
+def too_few_trials(space: dict, n_informative: int, n_finished: int, size: int | None) -> list[str]:
     if not space:
         return []
+    if size is not None and n_finished >= size:
+        return []  # every distinct config has been tried: there is nothing to continue with
     needed = TRIALS_PER_PARAM * len(space)
     if size is not None:
         needed = min(needed, size)
-    if n_complete >= needed:
+    if n_informative >= needed:
         return []
     return [
-        f"{n_complete} completed or pruned trials for {len(space)} searched parameters: a sampler needs about {needed} "
-        f"to map this space; continue with --trials {needed}"
+        f"{n_informative} completed or pruned trials for {len(space)} searched parameters: a sampler needs about "
+        f"{needed} to map this space; continue with --trials {needed}"
     ]
 
 
 def advise(summary: dict[str, Any], space: dict) -> list[str]:
     trials, best = summary["trials"], summary.get("best")
-    n_complete = summary["states"]["COMPLETE"]
-    n_informative = n_complete + summary["states"]["PRUNED"]  # pruned trials inform the sampler too
-    size = 1
-    for dist in space.values():
-        size = (
-            None
-            if size is None or (dist["kind"] == "float" and not dist["step"])
-            else size
-            * (
-                len(dist["choices"])
-                if dist["kind"] == "categorical"
-                else int(round((dist["high"] - dist["low"]) / (dist["step"] or 1))) + 1
-            )
-        )
+    states = summary["states"]
+    n_informative = states["COMPLETE"] + states["PRUNED"]  # pruned trials inform the sampler too
+    n_finished = n_informative + states["FAIL"]
+    size = SearchSpace.from_fingerprint(space).size() if space else None
     return (
         edge_of_range(space, trials, best)
         + divergence_region(space, trials)
-        + negligible(summary.get("importance", {}), n_complete)
-        + too_few_trials(space, n_informative, size)
+        + negligible(summary.get("importance", {}), states["COMPLETE"])
+        + too_few_trials(space, n_informative, n_finished, size)
     )
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 
 from tunekit import reasons
-from tunekit.components.samplers import space_covered, space_is_finite
+from tunekit.components.samplers import queue_next, space_is_finite
 from tunekit.study.closing import close_failed
 from tunekit.study.trial import TrialJob
 from tunekit.train.vectorized import fit_population, is_member_key, why_not
@@ -53,7 +53,7 @@ def ask_population(
         # that happen to share an architecture train together.
         couple = bool(shared) and not space_is_finite(study.sampler)
         for _ in range(size - 1):
-            if space_covered(study.sampler, study):
+            if not queue_next(study):
                 break  # the grid has no unvisited point left for another member
             # Queued retries go first, with their own values; they join a population only if they fit.
             if couple and not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):

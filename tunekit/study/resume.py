@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 import optuna
 
 from tunekit import __version__
-from tunekit.components.samplers import build_sampler_and_pruner
+from tunekit.components.samplers import POINT, build_sampler_and_pruner, space_is_finite
 from tunekit.config.sections import Config
-from tunekit.config.space import SearchSpace
+from tunekit.config.space import SearchSpace, point_key
 from tunekit.errors import StateError
 from tunekit.runs import StudyDir
 from tunekit.study import faults
@@ -113,5 +113,24 @@ def open_or_resume(config: Config, space: SearchSpace, study_dir: StudyDir, opts
         study.set_user_attr("tunekit.version", __version__)
         study.set_user_attr("tunekit.space", space.fingerprint())
     if not study.get_trials(deepcopy=False):
-        study.enqueue_trial(space.baseline(config.raw), user_attrs={"baseline": True})  # trial 0: the config as written
+        queue_baseline(study, space, config, opts)
     return study
+
+
+def queue_baseline(study, space: SearchSpace, config: Config, opts: SearchOptions) -> None:
+    """Trial 0: the config as written. A grid or brute force walks only its own points: there the
+    baseline runs as the point it is (and counts as that point), or not at all, with a note."""
+    baseline = space.baseline(config.raw)
+    attrs = {"baseline": True}
+    if space_is_finite(study.sampler):
+        key = point_key(baseline)
+        if key not in {point_key(p) for p in study.sampler.points}:
+            off = [p.key for p in space if p.key not in baseline and space.is_active(p, baseline)]
+            opts.log(
+                f"note: the base config is not a point of the {config.sampler.name} "
+                f"({', '.join(off) or 'its values'}: not among the searched values), so it is not run; "
+                "add its values to the search to include it"
+            )
+            return
+        attrs[POINT] = key
+    study.enqueue_trial(baseline, user_attrs=attrs)

@@ -17,7 +17,7 @@ import optuna
 from optuna.trial import TrialState
 
 from tunekit import reasons
-from tunekit.components.samplers import build_sampler_and_pruner, space_covered
+from tunekit.components.samplers import build_sampler_and_pruner, queue_next, space_covered
 from tunekit.config.sections import Config
 from tunekit.config.space import SearchSpace
 from tunekit.report.summary import outcome as outcome_of
@@ -150,7 +150,7 @@ def _take_next(
         if deadline is not None and time.monotonic() >= deadline:
             opts.log(f"{label}timeout reached; rerun the same command to continue")
             return None
-        if space_covered(study.sampler, study):
+        if space_covered(study.sampler, study) or not queue_next(study):
             opts.log(
                 f"{label}the {config.sampler.name} sampler has tried every point of the search space: "
                 f"stopping at {done} of {target} trials"
