@@ -318,7 +318,12 @@ def search(
         from tunekit.report.formats import report_table
 
         report_table(summary, _console(), top=5)
-        _err(f"next: tunekit train --best --study {name}" + (f" --runs {runs}" if str(runs) != "runs" else ""))
+        if quiet:
+            return
+        if summary["states"]["COMPLETE"]:
+            _err(f"next: tunekit train --best --study {name}" + (f" --runs {runs}" if str(runs) != "runs" else ""))
+        else:  # `train --best` would find nothing to train: the command that helps is the one that continues
+            _err(f"no trial completed yet; to continue: {_state['resume']}")
 
 
 @app.command()

@@ -42,5 +42,7 @@ REMEDY = {
     VANISHING_GRADIENTS: "batch norm, residual connections, a relu-family activation or a kaiming/xavier init",
     DEAD_RELU: "a lower optimizer.lr, leaky_relu, or a kaiming init instead of zeros",
 }
-RETRIED = frozenset({INTERRUPTED, WORKER_DIED, DISK_FULL})  # run again, so they do not count toward --trials
-NOT_THE_CONFIG = RETRIED | {TIMEOUT}  # say nothing about the config: never "every trial failed" for these alone
+# Run again, so they do not count toward --trials: cut short by a signal, a lost worker, a full
+# disk, or the --timeout budget (the next run gives the trial its full epochs).
+RETRIED = frozenset({INTERRUPTED, WORKER_DIED, DISK_FULL, TIMEOUT})
+NOT_THE_CONFIG = RETRIED  # say nothing about the config: never "every trial failed" for these alone

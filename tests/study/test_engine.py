@@ -160,7 +160,8 @@ def test_timeout_also_stops_the_running_trial(cli, write_config, runs):
     assert time.monotonic() - started < 60
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
-    assert summary["n_trials"] == 1 and summary["trials"][0]["reason"] == "timeout"
+    assert summary["trials"][0]["reason"] == "timeout" and summary["trials"][1]["state"] == "WAITING"
+    assert summary["n_trials"] == 2 and summary["states"]["COMPLETE"] == 0
 
 
 def test_threads_split_the_cores():

@@ -20,6 +20,9 @@ from tunekit.study.storage import stored_trial
 
 
 def tell(study, study_dir: StudyDir, trial, state: str, outcome: Any) -> None:
+    if state == "FAIL" and outcome == reasons.TIMEOUT:
+        retry_later(study, trial, reasons.TIMEOUT)  # the budget cut it, not its config: it runs again next time
+        return
     if state != "COMPLETE":
         study.tell(trial, state=getattr(optuna.trial.TrialState, state))
         return
@@ -31,7 +34,7 @@ def tell(study, study_dir: StudyDir, trial, state: str, outcome: Any) -> None:
 
 
 def retry_later(study, trial, reason: str = reasons.INTERRUPTED) -> None:
-    """Close a running trial as cut short (`interrupted`, `disk_full`) and queue its params to run
+    """Close a running trial as cut short (`interrupted`, `disk_full`, `timeout`) and queue its params to run
     again: it keeps its slot (it does not count) and its retry count.
 
     Signals are held meanwhile: a second Ctrl-C (a terminal's, then the --workers parent's) landing
