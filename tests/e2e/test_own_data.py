@@ -174,3 +174,21 @@ def test_a_changed_data_file_is_refused_on_resume_unless_allowed(tmp_path):
     # The new content is the study's data now: a plain rerun continues.
     assert tunekit("search", "c.yaml", "--trials", "3", "-q", cwd=tmp_path).returncode == 0
     assert "--allow-data-change" in tunekit("search", "--help", cwd=tmp_path).stdout
+
+
+def test_a_moved_project_resumes_and_another_file_is_refused(tmp_path):
+    """data.path is stored absolute, so the study compares the file by content, not by its path:
+    a moved project folder (or another machine on a shared --storage) resumes, other data does not."""
+    old, new, elsewhere, runs = tmp_path / "old", tmp_path / "new", tmp_path / "elsewhere", tmp_path / "runs"
+    write_config(old, "houses.csv", "price")
+    houses(old / "houses.csv")
+    assert tunekit("search", old / "c.yaml", "--runs", runs, "--trials", "1", "-q", cwd=tmp_path).returncode == 0
+    old.rename(new)
+    elsewhere.mkdir()
+    moved = tunekit("search", "../new/c.yaml", "--runs", runs, "--trials", "2", "--json", "-q", cwd=elsewhere)
+    assert moved.returncode == 0, moved.stderr
+    assert json.loads(moved.stdout)["n_trials"] == 2
+    houses(new / "other.csv", seed=1)
+    other = tunekit("search", new / "c.yaml", "--runs", runs, "--set", "data.path=new/other.csv", cwd=tmp_path)
+    assert other.returncode == 5
+    assert f"path {old / 'houses.csv'} -> {new / 'other.csv'}" in other.stderr  # the path it recorded

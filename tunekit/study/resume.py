@@ -33,7 +33,17 @@ if TYPE_CHECKING:
 
 # Keys whose change between runs does not change what a trial means.
 # How trials are run, not what they are: a rerun may change these and still resume the study.
-_FREE_TO_CHANGE = {"name", "study.trials", "study.population", "study.max_retries", "train.device", "train.threads"}
+# `data.path` is absolute (tunekit.config.load) and differs between machines sharing a database, or
+# after a project folder moves: the data file is compared by its content instead (_check_data).
+_FREE_TO_CHANGE = {
+    "name",
+    "study.trials",
+    "study.population",
+    "study.max_retries",
+    "train.device",
+    "train.threads",
+    "data.path",
+}
 
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -136,10 +146,12 @@ def _when(ns: int) -> str:
 
 
 def data_changes(old: dict, new: dict) -> list[str]:
-    """What differs between two fingerprints of one file, in words; empty when the content is the same."""
+    """What differs between two fingerprints of the data, in words; empty when the content is the same."""
     if old.get("sha256") == new["sha256"]:
-        return []  # touched or copied, same bytes: the same data
+        return []  # touched, copied or moved, same bytes: the same data
     changes = []
+    if old.get("path") != new["path"]:
+        changes.append(f"path {old.get('path')} -> {new['path']}")
     if old.get("size") != new["size"]:
         changes.append(f"size {old.get('size')} -> {new['size']} bytes")
     if old.get("mtime_ns") != new["mtime_ns"] and isinstance(old.get("mtime_ns"), int):
@@ -149,10 +161,8 @@ def data_changes(old: dict, new: dict) -> list[str]:
 
 
 def _check_data(study, config: Config, opts: SearchOptions) -> None:
-    """Refuse to continue on a data file whose content changed since the study recorded it."""
+    """Refuse to continue on a data file whose content differs from the one the study recorded."""
     recorded = study.user_attrs.get("tunekit.data")
-    if recorded is not None and recorded.get("path") != config.data.args.get("path"):
-        recorded = None  # another file (a study from before data paths were made absolute)
     current = data_fingerprint(config, recorded)
     if current is None:
         return
@@ -171,5 +181,6 @@ def _check_data(study, config: Config, opts: SearchOptions) -> None:
             f"note: the data file {shown_path(current['path'])} changed ({', '.join(changes)}); "
             "continuing as --allow-data-change asks, with the new fingerprint recorded"
         )
-    if current != recorded:  # new content allowed, or the same bytes with a new mtime: hash less next time
         study.set_user_attr("tunekit.data", current)
+    elif current["path"] == recorded.get("path") and current != recorded:
+        study.set_user_attr("tunekit.data", current)  # same bytes, new mtime: skip the hashing next time
