@@ -101,7 +101,7 @@ def test_validate_shows_task_classes_and_feature_columns(tmp_path):
         (
             "abc",
             "error: data.path: d.csv row 7, column 'age': 'abc' is not a number "
-            "(hint: encode categorical columns as numbers first (one column per category), or drop the column)",
+            "(hint: encode categorical columns as numbers first, e.g. a 0/1 column per category, or drop the column)",
         ),
     ],
 )

@@ -282,7 +282,7 @@ def _cell_error(where: str, rowno: int, column: str, value: str, target: bool = 
     except ValueError:
         return DataError(
             f"{cell}: '{shown}' is not a number",
-            "encode categorical columns as numbers first (one column per category), or drop the column",
+            "encode categorical columns as numbers first, e.g. a 0/1 column per category, or drop the column",
         )
     what = "NaN (a missing value)" if math.isnan(float(value)) else "infinite"
     return DataError(f"{cell}: '{shown}' is {what}", "fill in the missing values, or drop those rows")
