@@ -221,3 +221,10 @@ def test_fingerprint_sees_content_not_just_the_clock(tmp_path):
     assert fingerprint(str(path), first)["sha256"] == first["sha256"]
     path.write_text("a,y\n2,0\n")  # same size, new bytes
     assert fingerprint(str(path))["sha256"] != first["sha256"]
+
+
+def test_csv_header_from_excel_with_a_bom_and_spaces(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_bytes("\ufeffrooms, price\n".encode() + b"".join(f"{i % 4},{i % 2}\n".encode() for i in range(40)))
+    split = load_split("csv", {"path": str(path), "target": "price"}, 0.2, 0.2, True, seed=0)
+    assert split.feature_names == ["rooms"] and split.n_classes == 2

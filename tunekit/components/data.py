@@ -235,14 +235,12 @@ def task_unclear(what: str, y: np.ndarray) -> ConfigError:
 def shown_path(path: str) -> str:
     """A data path as messages show it: relative to the working directory when it lies below it."""
     try:
-        rel = os.path.relpath(path)
+        cwd = os.getcwd()
+        rel = os.path.relpath(path, cwd)
     except (ValueError, OSError):  # another drive; no working directory
         return path
-    return (
-        path
-        if rel.startswith("..") or os.path.dirname(os.path.abspath(os.curdir)) == os.path.abspath(os.curdir)
-        else rel
-    )
+    at_root = os.path.dirname(cwd) == cwd  # from /, every path is "below": keep it absolute
+    return path if at_root or rel == ".." or rel.startswith(".." + os.sep) else rel
 
 
 def _open_data_file(path: str) -> str:
@@ -296,13 +294,13 @@ def csv(seed: int, path: str, target: str, task: Task | None = None, delimiter: 
     path = _open_data_file(path)
     where = f"data.path: {shown_path(path)}"
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: Excel's "CSV UTF-8" starts with a BOM
             rows = list(csvlib.reader(f, delimiter=delimiter))
     except UnicodeDecodeError:
         raise DataError(f"{where} is not UTF-8 text", "save the file as UTF-8 CSV") from None
     except csvlib.Error as exc:
         raise DataError(f"{where} is not a readable CSV file ({exc})") from None
-    header = rows[0] if rows else []
+    header = [name.strip() for name in rows[0]] if rows else []  # `a, b, price` names `price`
     if not header:
         raise DataError(f"{where}: row 1 must be the header (the column names)")
     if target not in header:
