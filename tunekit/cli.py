@@ -247,6 +247,13 @@ def search(
             help="Back up the journal and mend it: add a missing final newline, set aside torn or corrupt lines.",
         ),
     ] = False,
+    allow_data_change: Annotated[
+        bool,
+        typer.Option(
+            "--allow-data-change",
+            help="Resume even though the data file changed since the study started (its new fingerprint is kept).",
+        ),
+    ] = False,
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -301,6 +308,7 @@ def search(
         workers=workers,
         fresh=fresh,
         repair=repair,
+        allow_data_change=allow_data_change,
         quiet=quiet,
         verbose=verbose and not quiet,
         config_name=None if config == "-" else Path(config).stem,
@@ -528,6 +536,7 @@ def _render_preflight(config: str, info: dict) -> None:
         else f"{info['direction']} {info['metric']}"
     )
     out.print(f"{config}: valid; {goal}; model has {info['params']:,} parameters")
+    out.print(_data_line(info["data"]))
     for p in info["space"]:
         out.print(f"  {p['key']:<28} {p['type']:<12} {p['range']}")
     if info["space"]:
@@ -539,6 +548,29 @@ def _render_preflight(config: str, info: dict) -> None:
         out.print(
             f"dry run: one step on a batch of {d['batch']} on {d['device']}: loss {d['loss']:.4f} in {d['seconds'] * 1000:.1f} ms; nothing written"
         )
+
+
+def _data_line(data: dict, most: int = 8, width: int = 72) -> str:
+    """`data: csv houses.csv: regression (inferred); 3 feature columns: rooms, area, age; rows train/val/test 180/60/60`."""
+    from tunekit.components.data import shown_path
+
+    where = f"{data['name']} {shown_path(data['path'])}" if data.get("path") else data["name"]
+    task = data["task"] + (" (inferred)" if data.get("task_from") == "inferred" and data.get("path") else "")
+    if data["n_classes"]:
+        task += f", {data['n_classes']} classes"
+    names = data.get("feature_columns")
+    if names:
+        shown = [names[0]]  # up to `most` names in about `width` characters, then how many more
+        for name in names[1:most]:
+            if len(", ".join([*shown, name])) > width:
+                break
+            shown.append(name)
+        listed = ", ".join(shown) + (f", ... (+{len(names) - len(shown)} more)" if len(names) > len(shown) else "")
+        features = f"{len(names)} feature column{'s' * (len(names) != 1)}: {listed}"
+    else:
+        features = f"{data['n_features']} features"
+    rows = data["rows"]
+    return f"data: {where}: {task}; {features}; rows train/val/test {rows['train']}/{rows['val']}/{rows['test']}"
 
 
 @app.command("list")

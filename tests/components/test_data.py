@@ -1,12 +1,15 @@
 """Datasets and the split every trial shares."""
 
+import os
+import re
+
 import numpy as np
 import pytest
 import torch
 
 from tests.conftest import REPO
-from tunekit.components.data import DATASETS, RawData, load_split, prepare, split_indices
-from tunekit.errors import DataError
+from tunekit.components.data import DATASETS, RawData, fingerprint, infer_task, load_split, prepare, split_indices
+from tunekit.errors import ConfigError, DataError
 
 
 def test_stratified_split_sizes_and_train_statistics():
@@ -102,8 +105,8 @@ def test_csv_with_string_labels(tmp_path):
         (None, {"target": "y"}, "data file not found"),
         ("", {"target": "y"}, "data file is empty"),
         ("a,y\n1,0\n2,1\n", {"target": "z"}, "no column 'z'"),
-        ("a,y\nx,0\n2,1\n", {"target": "y"}, "a feature value is not a number"),
-        ("a,y\n" + "nan,0\n1,1\n" * 10, {"target": "y"}, "values in 10 row.s. of the features"),
+        ("a,y\nx,0\n2,1\n", {"target": "y"}, "d.csv row 2, column 'a': 'x' is not a number"),
+        ("a,y\n" + "1,0\nnan,1\n" * 10, {"target": "y"}, "d.csv row 3, column 'a': 'nan' is NaN"),
         ("a,y\n" + "1,0\n" * 20, {"target": "y"}, "at least 2 classes"),
     ],
 )
@@ -132,3 +135,96 @@ def test_npz_with_its_own_test_split(tmp_path):
 def test_empty_split_is_refused():
     with pytest.raises(DataError, match="leaves an empty set"):
         prepare(RawData(np.zeros((3, 2)), np.array([0, 1, 0]), "classification"), 0.1, 0.1, True, seed=0)
+
+
+# --- the task of a file's target (README, "Your own data") ------------------------------------
+
+
+@pytest.mark.parametrize(
+    "y, task",
+    [
+        (np.array(["cat", "dog", "cat"]), "classification"),  # labels that are not numbers
+        (np.array([True, False, True]), "classification"),
+        (np.arange(300) % 20, "classification"),  # 20 distinct integers: classes
+        (np.arange(300.0) % 3, "classification"),  # whole numbers stored as floats count as integers
+        (np.array([0.5, 1.0, 1.5, 1.0]), "regression"),  # any fraction: a quantity
+        (np.linspace(100.0, 900.0, 800) + 0.25, "regression"),  # 800 prices: not 800 classes
+        (np.arange(100) % 21, "regression"),  # 21 distinct integers, 21% of the rows
+        (np.arange(1000) % 51, "regression"),  # 51 distinct, 5.1% of the rows
+        (np.arange(1000) % 50, None),  # 50 distinct, each 20 times (5%): classes or levels? ask
+    ],
+)
+def test_task_inference_rule(y, task):
+    assert infer_task(y) == task
+
+
+def _csv(tmp_path, text: str) -> str:
+    path = tmp_path / "d.csv"
+    path.write_text(text)
+    return str(path)
+
+
+def test_csv_task_is_inferred_from_the_target(tmp_path):
+    rows = "".join(f"{i % 7},{i % 5},{100 + i * 1.37:.2f}\n" for i in range(200))
+    path = _csv(tmp_path, "rooms,age,price\n" + rows)
+    split = load_split("csv", {"path": path, "target": "price"}, 0.2, 0.2, True, seed=0)
+    assert split.task == "regression" and split.n_classes is None
+    assert split.feature_names == ["rooms", "age"]
+    forced = load_split("csv", {"path": path, "target": "rooms", "task": "regression"}, 0.2, 0.2, True, seed=0)
+    assert forced.task == "regression" and forced.feature_names == ["age", "price"]
+
+
+def test_csv_ambiguous_target_asks_for_data_task(tmp_path):
+    path = _csv(tmp_path, "a,code\n" + "".join(f"{i % 7},{i % 50}\n" for i in range(1000)))
+    with pytest.raises(ConfigError) as err:
+        load_split("csv", {"path": path, "target": "code"}, 0.2, 0.2, True, seed=0)
+    assert err.value.problems[0].path == "data.task"
+    assert "data.task: classification or data.task: regression" in err.value.problems[0].hint
+    split = load_split("csv", {"path": path, "target": "code", "task": "classification"}, 0.2, 0.2, True, seed=0)
+    assert split.n_classes == 50
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("a,b,y\n1,2,0\n\n3,,1\n", "row 4, column 'b' is empty"),  # the blank line is row 3, as in an editor
+        ("a,b,y\n1,2,0\n3,4,\n", "row 3, column 'y' (the target) is empty"),
+        ("a,b,y\n1,2,0\n3,4\n", "row 3: expected 3 fields like the header, got 2"),
+        ("a,b,y\n1,inf,0\n", "row 2, column 'b': 'inf' is infinite"),
+        ("a,b,y\n1,2,0.5\n1,2,nan\n", "row 3, column 'y' (the target): 'nan' is not a finite number"),
+    ],
+)
+def test_csv_errors_name_row_and_column(tmp_path, text, fragment):
+    with pytest.raises(DataError, match=re.escape(fragment)):
+        load_split("csv", {"path": _csv(tmp_path, text), "target": "y"}, 0.2, 0.2, True, seed=0)
+
+
+def test_csv_regression_target_that_is_not_a_number(tmp_path):
+    path = _csv(tmp_path, "a,y\n1,2.5\n2,abc\n")
+    with pytest.raises(DataError, match=re.escape("row 3, column 'y' (the target): 'abc' is not a number")):
+        load_split("csv", {"path": path, "target": "y", "task": "regression"}, 0.2, 0.2, True, seed=0)
+
+
+def test_npz_task_is_inferred(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "d.npz"
+    np.savez(path, X=rng.normal(size=(60, 2)), y=rng.normal(size=60))
+    assert load_split("npz", {"path": str(path)}, 0.2, 0.2, True, seed=0).task == "regression"
+
+
+def test_fingerprint_sees_content_not_just_the_clock(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("a,y\n1,0\n")
+    first = fingerprint(str(path))
+    assert set(first) == {"path", "size", "mtime_ns", "sha256"}
+    os.utime(path, ns=(first["mtime_ns"] + 10**9, first["mtime_ns"] + 10**9))
+    assert fingerprint(str(path), first)["sha256"] == first["sha256"]
+    path.write_text("a,y\n2,0\n")  # same size, new bytes
+    assert fingerprint(str(path))["sha256"] != first["sha256"]
+
+
+def test_csv_header_from_excel_with_a_bom_and_spaces(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_bytes("\ufeffrooms, price\n".encode() + b"".join(f"{i % 4},{i % 2}\n".encode() for i in range(40)))
+    split = load_split("csv", {"path": str(path), "target": "price"}, 0.2, 0.2, True, seed=0)
+    assert split.feature_names == ["rooms"] and split.n_classes == 2

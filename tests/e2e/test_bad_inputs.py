@@ -251,7 +251,7 @@ ROWS = [
         },
         ["validate", "c.yaml"],
         4,
-        "NaN or infinite values in 10 row(s) of the features",
+        "data.path: d.csv row 2, column 'a': 'nan' is NaN (a missing value)",
     ),
     (
         "unknown-test-labels",

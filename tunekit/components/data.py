@@ -8,8 +8,11 @@ study sees the same split (it depends on the config's `seed`, not the trial), so
 from __future__ import annotations
 
 import csv as csvlib
+import dataclasses
+import hashlib
 import importlib.util
 import json
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +26,8 @@ from tunekit.registry import did_you_mean
 if TYPE_CHECKING:
     import torch
 
-from tunekit.errors import DataError
+from tunekit.config.load import FILE_DATASETS  # noqa: F401 (re-exported)
+from tunekit.errors import ConfigError, DataError, Problem
 from tunekit.registry import Registry
 
 Task = Literal["classification", "regression"]
@@ -39,6 +43,7 @@ class RawData:
     image_shape: tuple[int, ...] | None = None  # (C, H, W) when rows are flattened images
     X_test: np.ndarray | None = None
     y_test: np.ndarray | None = None
+    feature_names: list[str] | None = None  # a CSV's feature columns, in order
 
 
 DATASETS: Registry[Callable[..., RawData]] = Registry("dataset")
@@ -183,63 +188,211 @@ def regression(
 
 # --- user files ------------------------------------------------------------------------------
 
+# FILE_DATASETS (csv, npz) read the file named by `data.path`, which tunekit.config.load resolves
+# against the config's folder; a study records a fingerprint of that file (see fingerprint below).
+
+# Task inference for a target without `data.task` (README, "Your own data"): labels that are not
+# numbers, and integers with at most TASK_MAX_CLASSES distinct values, are classes; a number with a
+# fraction, or integers whose distinct values are both more than TASK_MAX_CLASSES and more than
+# TASK_DISTINCT_SHARE of the rows, are a quantity. What is left (many integers, each repeated
+# often: 50 product codes, or 50 price levels?) cannot be told from the values.
+TASK_MAX_CLASSES = 20
+TASK_DISTINCT_SHARE = 0.05
+
+
+def infer_task(y: np.ndarray) -> Task | None:
+    """The task a target column implies: classification, regression, or None when it is ambiguous."""
+    y = np.asarray(y)
+    if y.dtype.kind not in "iuf":  # strings, booleans, objects: labels
+        return "classification"
+    if y.dtype.kind == "f":
+        finite = y[np.isfinite(y)]
+        if np.any(np.mod(finite, 1) != 0):
+            return "regression"
+    distinct = len(np.unique(y))
+    if distinct <= TASK_MAX_CLASSES:
+        return "classification"
+    if distinct > TASK_DISTINCT_SHARE * len(y):
+        return "regression"
+    return None
+
+
+def task_unclear(what: str, y: np.ndarray) -> ConfigError:
+    """The config error for a target whose task `infer_task` cannot tell: ask for data.task."""
+    distinct = len(np.unique(y))
+    return ConfigError(
+        [
+            Problem(
+                "data.task",
+                f"cannot tell whether {what} is classes or a quantity: {distinct} distinct whole numbers, "
+                f"each repeated about {len(y) / distinct:.0f} times",
+                hint="set data.task: classification or data.task: regression",
+            )
+        ]
+    )
+
+
+def shown_path(path: str) -> str:
+    """A data path as messages show it: relative to the working directory when it lies below it."""
+    try:
+        cwd = os.getcwd()
+        rel = os.path.relpath(path, cwd)
+    except (ValueError, OSError):  # another drive; no working directory
+        return path
+    at_root = os.path.dirname(cwd) == cwd  # from /, every path is "below": keep it absolute
+    return path if at_root or rel == ".." or rel.startswith(".." + os.sep) else rel
+
 
 def _open_data_file(path: str) -> str:
     path = os.path.expanduser(path)
     if not os.path.isfile(path):
-        raise DataError(f"data file not found: {path}", "data.path is relative to the directory you run tunekit in")
+        raise DataError(
+            f"data file not found: {shown_path(path)}",
+            "a relative data.path is read from the config file's folder "
+            "(from the working directory for a config on stdin or a --set value)",
+        )
     if os.path.getsize(path) == 0:
-        raise DataError(f"data file is empty: {path}")
+        raise DataError(f"data file is empty: {shown_path(path)}")
     return path
 
 
+def _some(names: list[str], limit: int = 20) -> str:
+    return ", ".join(names[:limit]) + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
+
+
+def _cell_error(where: str, rowno: int, column: str, value: str, target: bool = False) -> DataError:
+    """Why one CSV cell is not a usable number, named like a spreadsheet: row (header = 1) and column."""
+    cell = f"{where} row {rowno}, column '{column}'" + (" (the target)" if target else "")
+    if not value.strip():
+        hint = (
+            "drop the rows without a target"
+            if target
+            else "fill in the missing values, or drop those rows or that column"
+        )
+        return DataError(f"{cell} is empty", hint)
+    shown = value if len(value) <= 40 else value[:37] + "..."
+    if target:
+        return DataError(
+            f"{cell}: '{shown}' is not a number", "data.task is regression; use data.task: classification for labels"
+        )
+    try:
+        float(value)
+    except ValueError:
+        return DataError(
+            f"{cell}: '{shown}' is not a number",
+            "encode categorical columns as numbers first, e.g. a 0/1 column per category, or drop the column",
+        )
+    what = "NaN (a missing value)" if math.isnan(float(value)) else "infinite"
+    return DataError(f"{cell}: '{shown}' is {what}", "fill in the missing values, or drop those rows")
+
+
 @DATASETS.register("csv")
-def csv(seed: int, path: str, target: str, task: Task = "classification", delimiter: str = ",") -> RawData:
-    """A CSV file with a header row; `target` names the label column, every other column must be numeric."""
+def csv(seed: int, path: str, target: str, task: Task | None = None, delimiter: str = ",") -> RawData:
+    """A CSV file with a header row; `target` names the label column, every other column must be numeric.
+    Without `task`, the target's values decide it (infer_task)."""
 
     path = _open_data_file(path)
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csvlib.reader(f, delimiter=delimiter))
-    header, body = rows[0], [r for r in rows[1:] if r]
+    where = f"data.path: {shown_path(path)}"
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: Excel's "CSV UTF-8" starts with a BOM
+            rows = list(csvlib.reader(f, delimiter=delimiter))
+    except UnicodeDecodeError:
+        raise DataError(f"{where} is not UTF-8 text", "save the file as UTF-8 CSV") from None
+    except csvlib.Error as exc:
+        raise DataError(f"{where} is not a readable CSV file ({exc})") from None
+    header = [name.strip() for name in rows[0]] if rows else []  # `a, b, price` names `price`
+    if not header:
+        raise DataError(f"{where}: row 1 must be the header (the column names)")
     if target not in header:
+        close = did_you_mean(target, header)
         raise DataError(
-            f"{path}: no column '{target}' (data.target)",
-            did_you_mean(target, header) or f"columns: {', '.join(header)}",
+            f"{where} has no column '{target}' (data.target)",
+            (f"{close} " if close else "") + f"the columns are: {_some(header)}",
         )
-    if not body:
-        raise DataError(f"{path}: no data rows under the header")
     t = header.index(target)
-    features, labels = [], []
-    for lineno, row in enumerate(body, start=2):
+    columns = [name for i, name in enumerate(header) if i != t]
+    features, labels, numbers = [], [], []
+    for rowno, row in enumerate(rows[1:], start=2):  # numbered as in a spreadsheet: the header is row 1
+        if not row:
+            continue  # a blank line
         if len(row) != len(header):
-            raise DataError(f"{path}:{lineno}: expected {len(header)} fields, got {len(row)}")
+            raise DataError(f"{where} row {rowno}: expected {len(header)} fields like the header, got {len(row)}")
+        cells = row[:t] + row[t + 1 :]
+        try:
+            values = [float(v) for v in cells]
+        except ValueError:
+            values = []
+        if len(values) != len(cells) or not all(math.isfinite(v) for v in values):
+            bad = next(i for i, v in enumerate(cells) if not _finite(v))
+            raise _cell_error(where, rowno, columns[bad], cells[bad])
+        if not row[t].strip():
+            raise _cell_error(where, rowno, target, row[t], target=True)
+        features.append(values)
         labels.append(row[t])
-        try:
-            features.append([float(v) for i, v in enumerate(row) if i != t])
-        except ValueError:
-            raise DataError(
-                f"{path}:{lineno}: a feature value is not a number", "encode categorical columns first"
-            ) from None
-    y = np.array(labels)
-    if task == "regression":
-        try:
-            y = y.astype(np.float64)
-        except ValueError:
-            raise DataError(f"{path}: target column '{target}' is not numeric", "use task: classification") from None
-    return RawData(np.array(features, dtype=np.float64), y, task)
+        numbers.append(rowno)
+    if not features:
+        raise DataError(f"{where}: no data rows under the header")
+    y = _target_values(labels)
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        bad = int(np.flatnonzero(~np.isfinite(y))[0])
+        raise DataError(
+            f"{where} row {numbers[bad]}, column '{target}' (the target): '{labels[bad]}' is not a finite number",
+            "drop the rows without a target",
+        )
+    if task is None:
+        task = infer_task(y)
+        if task is None:
+            raise task_unclear(f"target '{target}'", y)
+    if task == "regression" and y.dtype.kind not in "iuf":
+        bad = next(i for i, v in enumerate(labels) if not _finite(v))
+        raise _cell_error(where, numbers[bad], target, labels[bad], target=True)
+    return RawData(np.array(features, dtype=np.float64), y, task, feature_names=columns)
+
+
+def fingerprint(path: str, known: dict | None = None) -> dict:
+    """A data file's size, modification time and sha256, as a study records it. `known`, an earlier
+    fingerprint of the same path, spares hashing a file whose size and modification time are unchanged."""
+    info = os.stat(path)
+    found = {"path": path, "size": info.st_size, "mtime_ns": info.st_mtime_ns}
+    if known and all(known.get(k) == v for k, v in found.items()) and known.get("sha256"):
+        return {**found, "sha256": known["sha256"]}
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return {**found, "sha256": digest.hexdigest()}
+
+
+def _finite(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def _target_values(labels: list[str]) -> np.ndarray:
+    """The target column as numbers when every cell is one (whole numbers as ints), else as strings."""
+    try:
+        y = np.array([float(v) for v in labels])
+    except ValueError:
+        return np.array([v.strip() for v in labels])
+    if np.isfinite(y).all() and np.all(np.mod(y, 1) == 0) and np.abs(y).max() < 2**53:
+        return y.astype(np.int64)
+    return y
 
 
 @DATASETS.register("npz")
 def npz(
     seed: int,
     path: str,
-    task: Task = "classification",
+    task: Task | None = None,
     X: str = "X",
     y: str = "y",
     X_test: str | None = None,
     y_test: str | None = None,
 ) -> RawData:
-    """A NumPy .npz archive. Name the arrays; give X_test/y_test to fix the test split yourself."""
+    """A NumPy .npz archive. Name the arrays; give X_test/y_test to fix the test split yourself.
+    Without `task`, the values of `y` decide it (infer_task)."""
     path = _open_data_file(path)
     try:
         archive = np.load(path, allow_pickle=False)  # pickled arrays would run code: never
@@ -256,6 +409,10 @@ def npz(
         X_arr, y_arr = get(X), get(y)
         Xt = get(X_test) if X_test else None
         yt = get(y_test) if y_test else None
+    if task is None:
+        task = infer_task(y_arr)
+        if task is None:
+            raise task_unclear(f"array '{y}'", y_arr)
     image_shape = tuple(X_arr.shape[1:]) if X_arr.ndim == 4 else None
     if X_arr.ndim > 2:
         X_arr = X_arr.reshape(len(X_arr), -1)
@@ -280,12 +437,11 @@ class Split:
     input_shape: tuple[int, ...]
     n_classes: int | None
     y_scale: float = 1.0  # regression targets are standardized; metrics multiply back to data units
+    feature_names: list[str] | None = None  # a CSV's feature columns
 
     def to(self, device) -> Split:
         moved = {k: getattr(self, k).to(device) for k in ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")}
-        return Split(
-            **moved, task=self.task, input_shape=self.input_shape, n_classes=self.n_classes, y_scale=self.y_scale
-        )
+        return dataclasses.replace(self, **moved)
 
 
 def _check_finite(name: str, arr: np.ndarray) -> None:
@@ -424,6 +580,7 @@ def prepare(raw: RawData, val_fraction: float, test_fraction: float, standardize
         tuple(input_shape),
         n_classes,
         y_scale,
+        raw.feature_names,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from typing import Any
 
 from tunekit.config.paths import set_path
@@ -29,11 +30,32 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-def validate_document(doc: Document, overrides: dict[str, Any] | None = None) -> Config:
-    """Check every section and the search space; raise one ConfigError carrying every problem."""
+# The datasets read from the file `data.path` names (here, not in components.data: no torch at load time).
+FILE_DATASETS = ("csv", "npz")
+
+
+def resolve_data_path(raw: dict[str, Any], base_dir: str) -> None:
+    """Make a file dataset's relative `data.path` absolute against `base_dir`, in place.
+
+    Written configs (runs/<study>/config.yaml, each trial's, best.yaml) then name the file itself,
+    so `tunekit train runs/<study>/trials/00042/config.yaml` reads the same data from any folder."""
+    data = raw.get("data")
+    if isinstance(data, dict) and data.get("name") in FILE_DATASETS and isinstance(data.get("path"), str):
+        path = os.path.expanduser(data["path"])
+        if path:
+            data["path"] = os.path.normpath(os.path.join(base_dir, path))
+
+
+def validate_document(doc: Document, overrides: dict[str, Any] | None = None, base_dir: str | None = None) -> Config:
+    """Check every section and the search space; raise one ConfigError carrying every problem.
+
+    `base_dir`: the folder a relative `data.path` in the document is read from (the config file's
+    folder). A `data.path` given by an override is read from the working directory, like any path
+    typed in a shell."""
 
     raw = copy.deepcopy(doc.data)
-    for key, value in (overrides or {}).items():
+    overrides = overrides or {}
+    for key, value in overrides.items():
         try:
             set_path(raw, key, value)
         except KeyError:
@@ -41,6 +63,10 @@ def validate_document(doc: Document, overrides: dict[str, Any] | None = None) ->
                 [Problem(key, "--set addresses a key inside a value that is not a mapping")], doc.source
             ) from None
         doc.lines.pop(key, None)  # no file line applies to an override
+    if "data" in overrides or "data.path" in overrides:
+        base_dir = os.getcwd()
+    if base_dir is not None:
+        resolve_data_path(raw, base_dir)
     config, problems = check_sections(raw)
     if config is not None:
         problems += SearchSpace.parse(config)[1]
@@ -56,4 +82,7 @@ def validate_document(doc: Document, overrides: dict[str, Any] | None = None) ->
 
 
 def load_config(path: str, overrides: list[str] | None = None) -> Config:
-    return validate_document(read_yaml_file(path), parse_overrides(overrides or []))
+    """A config file (`-`: stdin) plus `--set` overrides. A relative `data.path` is read from the
+    config file's folder (the working directory for stdin)."""
+    base_dir = os.getcwd() if path == "-" else os.path.dirname(os.path.abspath(path))
+    return validate_document(read_yaml_file(path), parse_overrides(overrides or []), base_dir)

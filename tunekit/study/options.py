@@ -30,6 +30,7 @@ class SearchOptions:
     device: str | None = None
     fresh: bool = False
     repair: bool = False
+    allow_data_change: bool = False  # resume a study whose data file changed (its fingerprint is renewed)
     workers: int = 1
     devices: list[str] | None = None  # --devices: worker i trains on devices[i % len]
     threads: int | None = None  # torch threads per worker (default: train.threads, else cores // workers)

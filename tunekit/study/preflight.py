@@ -49,6 +49,23 @@ def one_step(config: Config, device: str | None = None) -> dict[str, Any]:
     }
 
 
+def describe_data(config: Config, split) -> dict[str, Any]:
+    """What the data turned out to be: the task (given or inferred), classes, features, rows per split."""
+    n_features = 1
+    for d in split.input_shape:
+        n_features *= d
+    return {
+        "name": config.data.name,
+        "path": config.data.args.get("path"),
+        "task": split.task,
+        "task_from": "data.task" if config.data.args.get("task") else "inferred",
+        "n_classes": split.n_classes,
+        "n_features": n_features,
+        "feature_columns": split.feature_names,
+        "rows": {"train": len(split.X_train), "val": len(split.X_val), "test": len(split.X_test)},
+    }
+
+
 def preflight(config: Config, *, step: bool = False, device: str | None = None) -> dict[str, Any]:
     """Check everything (data, components, space, sampler, pruner) and describe what would run."""
 
@@ -66,6 +83,7 @@ def preflight(config: Config, *, step: bool = False, device: str | None = None) 
         "space": [{"key": p.key, "type": p.kind, "range": p.describe()} for p in space],
         "space_size": space.size(),
         "sample": sample_trial_config(config, space),
+        "data": describe_data(config, run.split),
     }
     if config.study.objectives:
         info["objectives"] = [{"metric": o.metric, "direction": o.direction} for o in config.study.objectives]

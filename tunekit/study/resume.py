@@ -1,12 +1,14 @@
 """Creating or resuming a study safely: a rerun continues only the study it started.
 
-A study remembers its search space (fingerprint) and base config; a rerun whose space or config
-differs is refused with the difference shown, since Optuna would otherwise mix incompatible trials
-silently. `--fresh` archives the old study instead of deleting it.
+A study remembers its search space (fingerprint), its base config and, for a data file, the file's
+size, modification time and sha256; a rerun whose space, config or data differs is refused with the
+difference shown, since Optuna would otherwise mix incompatible trials silently. `--fresh` archives
+the old study instead of deleting it; `--allow-data-change` continues on a changed data file.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import shutil
 import time
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 
 from tunekit import __version__
+from tunekit.components.data import FILE_DATASETS, fingerprint, shown_path
 from tunekit.components.samplers import POINT, build_sampler_and_pruner, space_is_finite
 from tunekit.config.sections import Config
 from tunekit.config.space import SearchSpace, point_key
@@ -30,7 +33,17 @@ if TYPE_CHECKING:
 
 # Keys whose change between runs does not change what a trial means.
 # How trials are run, not what they are: a rerun may change these and still resume the study.
-_FREE_TO_CHANGE = {"name", "study.trials", "study.population", "study.max_retries", "train.device", "train.threads"}
+# `data.path` is absolute (tunekit.config.load) and differs between machines sharing a database, or
+# after a project folder moves: the data file is compared by its content instead (_check_data).
+_FREE_TO_CHANGE = {
+    "name",
+    "study.trials",
+    "study.population",
+    "study.max_retries",
+    "train.device",
+    "train.threads",
+    "data.path",
+}
 
 
 def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -104,12 +117,16 @@ def open_or_resume(config: Config, space: SearchSpace, study_dir: StudyDir, opts
                 f"this study was run with directions {[d.name.lower() for d in study.directions]}",
                 "use --fresh or another --study",
             )
+        _check_data(study, config, opts)
     else:
         # The space fingerprint goes last: a second process that sees it can rely on the rest.
         study.set_user_attr("tunekit.base", base)
         study.set_user_attr("tunekit.metric", config.study.metric)
         study.set_user_attr("tunekit.objectives", [{"metric": m, "direction": d} for m, d in objectives])
 
+        data = data_fingerprint(config)
+        if data is not None:
+            study.set_user_attr("tunekit.data", data)
         study.set_user_attr("tunekit.version", __version__)
         study.set_user_attr("tunekit.space", space.fingerprint())
     if not study.get_trials(deepcopy=False):
@@ -134,3 +151,55 @@ def queue_baseline(study, space: SearchSpace, config: Config, opts: SearchOption
             return
         attrs[POINT] = key
     study.enqueue_trial(baseline, user_attrs=attrs)
+
+
+def data_fingerprint(config: Config, known: dict | None = None) -> dict | None:
+    """The fingerprint of the config's data file; None for bundled, synthetic and plugin data."""
+    if config.data.name not in FILE_DATASETS:
+        return None
+    return fingerprint(config.data.args["path"], known)
+
+
+def _when(ns: int) -> str:
+    return datetime.datetime.fromtimestamp(ns / 1e9, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def data_changes(old: dict, new: dict) -> list[str]:
+    """What differs between two fingerprints of the data, in words; empty when the content is the same."""
+    if old.get("sha256") == new["sha256"]:
+        return []  # touched, copied or moved, same bytes: the same data
+    changes = []
+    if old.get("path") != new["path"]:
+        changes.append(f"path {old.get('path')} -> {new['path']}")
+    if old.get("size") != new["size"]:
+        changes.append(f"size {old.get('size')} -> {new['size']} bytes")
+    if old.get("mtime_ns") != new["mtime_ns"] and isinstance(old.get("mtime_ns"), int):
+        changes.append(f"modified {_when(old['mtime_ns'])} -> {_when(new['mtime_ns'])}")
+    changes.append(f"content sha256 {str(old.get('sha256'))[:12]} -> {new['sha256'][:12]}")
+    return changes
+
+
+def _check_data(study, config: Config, opts: SearchOptions) -> None:
+    """Refuse to continue on a data file whose content differs from the one the study recorded."""
+    recorded = study.user_attrs.get("tunekit.data")
+    current = data_fingerprint(config, recorded)
+    if current is None:
+        return
+    if recorded is None:  # a study from before fingerprints: start recording now
+        study.set_user_attr("tunekit.data", current)
+        return
+    changes = data_changes(recorded, current)
+    if changes and not opts.allow_data_change:
+        raise StateError(
+            f"the data file {shown_path(current['path'])} changed since this study recorded it: " + ", ".join(changes),
+            "trials on other data do not compare; rerun with --allow-data-change to continue on the new data, "
+            "or --fresh to start a new study (the old one is archived)",
+        )
+    if changes:
+        opts.log(
+            f"note: the data file {shown_path(current['path'])} changed ({', '.join(changes)}); "
+            "continuing as --allow-data-change asks, with the new fingerprint recorded"
+        )
+        study.set_user_attr("tunekit.data", current)
+    elif current["path"] == recorded.get("path") and current != recorded:
+        study.set_user_attr("tunekit.data", current)  # same bytes, new mtime: skip the hashing next time

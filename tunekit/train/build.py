@@ -53,6 +53,9 @@ def load_data(config: Config) -> Split:
         )
     except DataError:
         raise
+    except ConfigError as exc:  # the data leaves a config key open (data.task)
+        exc.source = exc.source or config.source
+        raise
     except Exception as exc:  # a loader (a plugin's, too) that fails is a data problem, not a crash
         raise DataError(f"data '{d.name}': {type(exc).__name__}: {exc}") from None
 
