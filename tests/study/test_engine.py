@@ -233,3 +233,15 @@ def test_a_finite_sampler_stops_the_search_when_it_has_covered_the_space(cli, wr
     assert {t["params"]["optimizer.lr"] for t in done} == {0.001, 0.01, 0.1} and len(done) < 12
     again = cli("search", write_config(text), "--runs", runs, "--json")  # a rerun has nothing left to do
     assert again.exit_code == 0 and len(json.loads(again.stdout)["trials"]) == len(done)
+
+
+def test_the_timeout_alarm_outside_a_trials_training_is_no_internal_error(cli, write_config, runs, monkeypatch):
+    # The alarm (deadline + grace) lands while a trial is being built, where no trial code catches it.
+    import tunekit.study.worker as worker
+
+    monkeypatch.setattr(worker, "ALARM_GRACE_S", 0.0)
+    monkeypatch.setattr(worker, "run_trial", lambda *args, **kwargs: time.sleep(30))
+    result = cli("search", write_config(), "--runs", runs, "--timeout", "1s", "--json")
+    assert result.exit_code == 0, result.stderr
+    trials = json.loads(result.stdout)["trials"]
+    assert trials[0]["reason"] == "timeout" and trials[1]["state"] == "WAITING"  # queued to run again

@@ -179,10 +179,15 @@ def _train(
     told: set[str],
 ) -> list[tuple[str, Any]]:
     """Train the taken trials (alone, or as populations) with their heartbeats and the --timeout alarm on."""
-    with beats.running([trial_id(trial) for trial in trials]), _alarm(deadline):
-        if jobs is None:
-            return [run_trial(trials[0], config, space, study_dir, opts, deadline)]
-        return train_jobs(jobs, opts.log, told)
+    try:
+        with beats.running([trial_id(trial) for trial in trials]), _alarm(deadline):
+            if jobs is None:
+                return [run_trial(trials[0], config, space, study_dir, opts, deadline)]
+            return train_jobs(jobs, opts.log, told)
+    except TimedOut:
+        # The alarm landed outside a trial's own training (while building it, or winding a population
+        # down), where no trial turns it into an outcome. Nothing was told yet: all of them run again.
+        return [("FAIL", reasons.TIMEOUT) for _ in trials]
 
 
 def progress_line(
