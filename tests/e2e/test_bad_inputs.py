@@ -22,6 +22,28 @@ ROWS = [
     ("empty-file", cfg(""), ["validate", "c.yaml"], 3, "config is empty"),
     ("top-level-list", cfg("- data\n"), ["validate", "c.yaml"], 3, "top level must be a mapping"),
     (
+        "yaml-1.1-base-60",
+        cfg("data: {name: iris}\ntrain: {epochs: 1:30}\n"),
+        ["validate", "c.yaml"],
+        3,
+        "c.yaml:2: train.epochs: '1:30' is a base-60 number in YAML 1.1 (PyYAML would read it as 90)",
+    ),
+    (
+        "yaml-1.1-octal",
+        cfg("seed: 017\ndata: {name: iris}\n"),
+        ["validate", "c.yaml"],
+        3,
+        "c.yaml:1: seed: '017' has a leading zero: YAML 1.1 reads it as an octal number (hint: write 17",
+    ),
+    (
+        "control-character",
+        cfg("data: {name: ir\x1bis}\n"),
+        ["validate", "c.yaml"],
+        3,
+        "c.yaml:1: invalid YAML: column 16: control character U+001B",
+    ),
+    ("deep-nesting", cfg("data: {name: iris}\nx: " + "[" * 5000 + "\n"), ["validate", "c.yaml"], 3, "invalid YAML"),
+    (
         "unknown-section",
         cfg(GOOD + "trainer: {}\n"),
         ["validate", "c.yaml"],

@@ -152,6 +152,16 @@ class InitCommon(Strict):
     bias: str = "default"
     bias_value: float = 0.0
 
+    @field_validator("bias")
+    @classmethod
+    def _known_bias(cls, value: str) -> str:
+        names = _builders("tunekit.components.initializers", "BIAS_INITS")().names()
+        if value not in names:
+            shown = value if len(value) <= 40 else value[:40] + "..."
+            hint = did_you_mean(value, names) or f"choose one of: {', '.join(names)}"
+            raise ValueError(f"unknown bias init '{shown}' ({hint})")
+        return value
+
 
 class OptimizerCommon(Strict):
     decay_bias_and_norm: bool = False  # by default biases and norm parameters get no weight decay

@@ -150,6 +150,11 @@ def _parse_entry(key: str, spec: Any) -> tuple[Param | None, list[Problem]]:
         )
         when = {}
     when = {str(k): (v if isinstance(v, list) else [v]) for k, v in when.items()}
+    for k in [k for k, v in when.items() if not v]:
+        problems.append(
+            Problem(f"{where}.when.{k}", "lists no value: the entry could never be active", hint=f"e.g. {k}: [VALUE]")
+        )
+        del when[k]
     explicit = spec.get("type")
     if explicit is not None and explicit not in ("float", "int", "categorical"):
         problems.append(

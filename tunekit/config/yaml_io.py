@@ -92,6 +92,40 @@ def _index(node: yaml.Node, prefix: str, lines: dict[str, int], budget: list[int
             path = f"{prefix}.{i}" if prefix else str(i)
             lines.setdefault(path, item.start_mark.line + 1)
             _index(item, path, lines, budget, source)
+    elif isinstance(node, yaml.ScalarNode) and node.style is None:
+        _refuse_yaml_11_number(node, prefix, source)
+
+
+# PyYAML reads YAML 1.1, where `1:30` is 90 (base 60) and `017` is 15 (octal); a reader of the
+# file sees neither. Both are refused, unquoted, rather than given a meaning nobody meant.
+_SEXAGESIMAL = re.compile(r"^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$")
+_OCTAL = re.compile(r"^[-+]?0[0-9_]+$")
+
+
+def _refuse_yaml_11_number(node: yaml.ScalarNode, path: str, source: str | None) -> None:
+    text = node.value
+    if _SEXAGESIMAL.match(text):
+        what = f"'{text}' is a base-60 number in YAML 1.1 (PyYAML would read it as {_base60(text)})"
+        hint = "write the number you mean, or quote it to keep it a string"
+    elif _OCTAL.match(text):
+        what = f"'{text}' has a leading zero: YAML 1.1 reads it as an octal number"
+        hint = f"write {text.lstrip('+-').lstrip('0_') or '0'} without the zero, or quote it to keep it a string"
+    else:
+        return
+    raise ConfigError([Problem(path, what, node.start_mark.line + 1, hint)], source)
+
+
+def _base60(text: str) -> str:
+    sign = -1 if text.startswith("-") else 1
+    value = 0.0
+    for part in text.lstrip("+-").replace("_", "").split(":"):
+        value = value * 60 + float(part)
+    value *= sign
+    return str(int(value)) if value == int(value) else str(value)
+
+
+# What YAML refuses in a stream (tab, newline and carriage return are fine; NUL, ESC, BEL are not).
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ufffe\uffff]")
 
 
 def parse_yaml(text: str, source: str | None = None) -> Document:
@@ -100,6 +134,16 @@ def parse_yaml(text: str, source: str | None = None) -> Document:
         raise _problem(f"file is larger than {MAX_BYTES} bytes", source, hint="a config should be a page of YAML")
     if not text.strip():
         raise _problem("config is empty", source, hint="run `tunekit init` for a starter config")
+    control = _CONTROL.search(text)
+    if control:
+        line = text.count("\n", 0, control.start()) + 1
+        column = control.start() - (text.rfind("\n", 0, control.start()) + 1) + 1
+        raise _problem(
+            f"invalid YAML: column {column}: control character U+{ord(control.group()):04X} is not allowed",
+            source,
+            line,
+            "remove it (a stray paste or terminal escape?)",
+        )
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
@@ -127,7 +171,11 @@ def parse_yaml(text: str, source: str | None = None) -> Document:
             hint = "configs are plain data; remove the !!tag"
         raise _problem(f"invalid YAML:{column} {message}", source, line, hint) from None
     except yaml.YAMLError as exc:
-        raise _problem(f"invalid YAML: {exc}", source) from None
+        raise _problem(f"invalid YAML: {str(exc).splitlines()[0]}", source) from None
+    except RecursionError:
+        raise _problem(
+            "invalid YAML: nested too deeply", source, hint="a config nests a few levels, not hundreds"
+        ) from None
     finally:
         loader.dispose()
     return Document(data, lines, source)
