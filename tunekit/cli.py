@@ -739,8 +739,13 @@ def init(
         return
     if output.exists() and not force:
         raise UsageError(f"{output} exists", "pass --force to overwrite it")
+    import re
+
     from tunekit.runs import write_json, write_text
 
+    # The study is named after the file, as `search` would name it without a `name:` line.
+    stem = re.sub(r"[^A-Za-z0-9._-]", "-", output.stem).lstrip("._-")[:64] or template
+    text = re.sub(r"^name: \S+", f"name: {stem}", text, count=1, flags=re.M)
     write_text(output, text)
     schema_path = output.parent / SCHEMA_FILE
     if not schema_path.exists():

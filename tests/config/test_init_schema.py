@@ -68,3 +68,10 @@ def test_schema_accepts_every_template(schema, template):
 def test_schema_rejects_what_validation_rejects(schema, bad):
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, schema)
+
+
+def test_init_names_the_study_after_the_output_file(cli, tmp_path):
+    out = tmp_path / "my house prices.yaml"
+    assert cli("init", "regression", "-o", out).exit_code == 0
+    assert load_config(str(out)).name == "my-house-prices"
+    assert "name: regression" not in out.read_text()

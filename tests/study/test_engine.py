@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import optuna
 import pytest
 
 from tests.conftest import TINY
@@ -245,3 +246,11 @@ def test_the_timeout_alarm_outside_a_trials_training_is_no_internal_error(cli, w
     assert result.exit_code == 0, result.stderr
     trials = json.loads(result.stdout)["trials"]
     assert trials[0]["reason"] == "timeout" and trials[1]["state"] == "WAITING"  # queued to run again
+
+
+def test_optunas_own_tools_see_the_metric_names(cli, write_config, runs):
+    assert cli("search", write_config(), "--runs", runs).exit_code == 0
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    storage = JournalStorage(JournalFileBackend(str(runs / "tiny" / "optuna.journal")))
+    assert optuna.load_study(study_name="tiny", storage=storage).metric_names == ["val_accuracy"]

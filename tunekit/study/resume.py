@@ -12,6 +12,7 @@ import datetime
 import json
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -123,6 +124,9 @@ def open_or_resume(config: Config, space: SearchSpace, study_dir: StudyDir, opts
         study.set_user_attr("tunekit.base", base)
         study.set_user_attr("tunekit.metric", config.study.metric)
         study.set_user_attr("tunekit.objectives", [{"metric": m, "direction": d} for m, d in objectives])
+        with warnings.catch_warnings():  # experimental in Optuna; optuna-dashboard shows these, not "Objective 0"
+            warnings.simplefilter("ignore")
+            study.set_metric_names([m for m, _ in objectives])
 
         data = data_fingerprint(config)
         if data is not None:
