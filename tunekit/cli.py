@@ -200,10 +200,14 @@ def _parse_devices(text: str | None) -> list[str] | None:
         raise UsageError(
             f"--devices '{text}' is not a device list", "e.g. --devices cpu, --devices cuda:0,cuda:1, --devices auto"
         )
+    from tunekit.errors import DataError
     from tunekit.train.build import resolve_device
 
     for d in devices:
-        resolve_device(d)  # an unavailable GPU is an environment error (exit 4) before anything starts
+        try:
+            resolve_device(d)  # an unavailable GPU is an environment error (exit 4) before anything starts
+        except DataError as exc:
+            raise DataError(f"--devices {text}: {exc.message}", "use --devices cpu, or --devices auto") from None
     return devices
 
 

@@ -36,10 +36,11 @@ class Problem:
     message: str
     line: int | None = None
     hint: str | None = None
+    origin: str | None = None  # where the value came from when not the file: "--set optimizer.lr=fast"
 
     def render(self, source: str | None) -> str:
-        where = source or "<config>"
-        if self.line is not None:
+        where = self.origin or source or "<config>"
+        if self.line is not None and self.origin is None:
             where += f":{self.line}"
         key = f" {self.path}:" if self.path else ""
         text = f"{where}:{key} {self.message}"

@@ -300,7 +300,21 @@ ROWS = [
         cfg(GOOD),
         ["search", "c.yaml", "--devices", "cuda:3"],
         4,
-        "device 'cuda:3' is not available",
+        "--devices cuda:3: device 'cuda:3' is not available",
+    ),
+    (
+        "set-value-not-a-number",
+        cfg(GOOD),
+        ["validate", "c.yaml", "--set", "optimizer.lr=fast"],
+        3,
+        "error: --set optimizer.lr=fast: optimizer.lr: Input should be a valid number, got str 'fast'\n",
+    ),
+    (
+        "set-value-quoted-number",
+        cfg(GOOD),
+        ["validate", "c.yaml", "--set", "train.epochs='3'"],
+        3,
+        "--set train.epochs=3: train.epochs: Input should be a valid integer, got str '3' (hint: write numbers without quotes)",
     ),
     (
         "bad-devices-flag",

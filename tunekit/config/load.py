@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 from typing import Any
 
@@ -74,11 +75,19 @@ def validate_document(doc: Document, overrides: dict[str, Any] | None = None, ba
         problems += SearchSpace.parse_entries(raw["search"])[1]
     if problems:
         for p in problems:
-            if p.line is None:
+            given = next((k for k in overrides if p.path == k or p.path.startswith(k + ".")), None)
+            if given is not None:  # the value came from the command line: no file line applies
+                p.origin, p.line = f"--set {given}={_shown(overrides[given])}", None
+            elif p.line is None:
                 p.line = doc.line_of(p.path)
         raise ConfigError(problems, doc.source)
     config.source = doc.source
     return config
+
+
+def _shown(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:60] + "..."
 
 
 def load_config(path: str, overrides: list[str] | None = None) -> Config:

@@ -339,11 +339,19 @@ def _format_error(err: dict) -> tuple[str, str | None]:
         msg = "required key is missing"
     elif err["type"] in ("int_type", "float_type", "bool_type", "string_type", "list_type", "dict_type"):
         msg = f"{msg}, got {type(given).__name__} {given!r}"
-        if isinstance(given, str) and err["type"] == "float_type":
-            hint = "write numbers without quotes"
+        if isinstance(given, str) and err["type"] in ("float_type", "int_type") and _numeric(given):
+            hint = "write numbers without quotes"  # '0.1' in quotes is a string
     elif err["type"] == "finite_number":
         msg = f"must be a finite number, got {given!r}"
     return msg, hint
+
+
+def _numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _real_path(raw: Any, loc: tuple, missing: bool) -> list[str]:
