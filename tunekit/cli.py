@@ -47,11 +47,14 @@ class _Console(Console):
         raise BrokenPipeError(errno.EPIPE, "the reader closed the pipe")
 
 
-def _console(stderr: bool = False) -> Console:
-    # Colour only on a terminal (rich honours NO_COLOR); off a terminal, don't wrap tables at 80 columns.
+def _console(stderr: bool = False, wide: bool = False) -> Console:
+    # Colour only on a terminal (rich honours NO_COLOR); off a terminal, don't wrap tables at 80
+    # columns unless COLUMNS says so (a script that sets it wants that width).
     plain = {"stderr": stderr, "highlight": False, "markup": False, "emoji": False}
     console = _Console(**plain)
-    if not console.is_terminal:
+    if wide:
+        console = _Console(**plain, width=100_000)
+    elif not console.is_terminal and not os.environ.get("COLUMNS"):
         console = _Console(**plain, width=200)
     return console
 
@@ -468,6 +471,9 @@ def report(
         typer.Option("--html", help="Also write a self-contained HTML page with plots (needs tunekit[plots])."),
     ] = None,
     json_: Annotated[bool, typer.Option("--json", help="Same as --format json: one JSON document on stdout.")] = False,
+    wide: Annotated[
+        bool, typer.Option("--wide", help="One table however wide (default: fit the terminal, overflow below).")
+    ] = False,
 ) -> None:
     """Show what a study learned: best trial, top trials, failures and parameter importance.
 
@@ -499,7 +505,7 @@ def report(
         write_html(loaded, summary, html_file)
         _err(f"wrote {html_file}")
     if format_ == "table":
-        report_table(summary, _console(), top=top)
+        report_table(summary, _console(wide=wide), top=top)
     else:
         text = {"json": report_json, "csv": report_csv, "markdown": lambda s: report_markdown(s, top)}[format_](summary)
         sys.stdout.write(text if text.endswith("\n") else text + "\n")

@@ -54,6 +54,37 @@ def _objective_names(summary: dict) -> list[str]:
     return [o["metric"] for o in summary["objectives"]] if summary.get("objectives") else [summary["metric"]]
 
 
+def _column_width(header: str, cells: list[str]) -> int:
+    return max(len(header), *(len(c) for c in cells)) + 3  # a space each side and the separator
+
+
+def _fitting_tables(console: Console, title: str, fixed: list[str], params: list[str], rows: list[list[str]]) -> None:
+    """The trials table at the console's width: the trial number and the metrics always, then as many
+    parameter columns as fit; the rest go to further tables, each again led by the trial number."""
+    n_fixed = len(fixed)
+    widths = [_column_width(h, [r[i] for r in rows]) for i, h in enumerate(fixed + params)]
+    lead = widths[0] + sum(widths[1 : n_fixed - 2])  # '#' and the metric(s) start every table
+    room = console.width - sum(widths[:n_fixed])
+    groups: list[list[int]] = [[]]
+    used = 0
+    for i in range(n_fixed, n_fixed + len(params)):
+        if groups[-1] and used + widths[i] > room:
+            groups.append([])
+            used, room = 0, console.width - lead
+        groups[-1].append(i)
+        used += widths[i]
+    for g, group in enumerate(groups):
+        columns = list(range(n_fixed)) if g == 0 else [0, *range(1, n_fixed - 2)]
+        table = Table(title=title if g == 0 else None, show_edge=False)
+        for i in columns:
+            table.add_column((fixed + params)[i], justify="right", no_wrap=True)
+        for i in group:
+            table.add_column((fixed + params)[i], no_wrap=True)
+        for row in rows:
+            table.add_row(*_cells(*(row[i] for i in columns + group)))
+        console.print(table)
+
+
 def report_table(summary: dict, console: Console, top: int = 10) -> None:
     s = summary
     states = ", ".join(f"{n} {k.lower()}" for k, n in s["states"].items() if n)
@@ -80,23 +111,23 @@ def report_table(summary: dict, console: Console, top: int = 10) -> None:
         keys = sorted({k for t in ranked for k in t["params"]})
         short = short_names(keys)
         title = f"Pareto front ({len(ranked)} trials)" if "pareto" in s else f"top {len(ranked)} trials"
-        table = Table(title=title, show_edge=False)
-        for col in ["#", *_objective_names(s), "epoch", "time_s"]:
-            table.add_column(col, justify="right", no_wrap=True)
-        for k in keys:
-            table.add_column(short[k], no_wrap=True)
+        fixed = ["#", *_objective_names(s), "epoch", "time_s"]
+        rows = []
         for t in ranked:
             values = t["value"] if isinstance(t["value"], list) else [t["value"]]
-            table.add_row(
-                *_cells(
+            rows.append(
+                [
                     str(t["number"]),
                     *(_fmt(v) for v in values),
                     _fmt(t.get("best_epoch")),
                     _fmt(t["duration_s"]),
                     *(_fmt(t["params"].get(k)) for k in keys),
-                )
+                ]
             )
-        console.print(table)
+        _fitting_tables(console, title, fixed, [short[k] for k in keys], rows)
+        legend = [f"{short[k]} = {k}" for k in keys if short[k] != k]
+        if legend:
+            _say(console, "columns: " + ", ".join(legend))
     if s.get("history"):
         # JSON keeps the numbers (best so far after each completed trial); people get a sparkline.
         history = s["history"]
