@@ -636,6 +636,32 @@ def list_(
     _console().print(table)
 
 
+@app.command()
+@_guarded
+def stop(
+    study: Annotated[str, typer.Argument(help="The study to stop.", show_default=False)],
+    runs: RunsOpt = Path("runs"),
+    storage: Annotated[str | None, typer.Option("--storage", help="Database URL the study lives in.")] = None,
+) -> None:
+    """Stop a running search gracefully: running trials finish, no new ones start, on every worker
+    and every machine sharing the study. Rerunning the search continues it.
+
+    Example: tunekit stop quickstart
+    """
+    from tunekit.runs import StudyDir
+    from tunekit.study.liveness import live_workers
+    from tunekit.study.stopping import request_stop
+    from tunekit.study.storage import load_study
+
+    loaded = load_study(StudyDir(runs, study), storage)
+    request_stop(loaded)
+    running = live_workers(loaded)
+    _err(
+        f"stop asked for study '{study}': "
+        + (f"{len(running)} worker(s) finish their running trial, then exit" if running else "no worker runs it now")
+    )
+
+
 @app.command("lr-find")
 @_guarded
 def lr_find(

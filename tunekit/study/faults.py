@@ -9,7 +9,9 @@ and ACTION one of
   oom      the trial raises torch.cuda.OutOfMemoryError, as a GPU out of memory does
   nan      the model's weights become NaN (the next epoch's loss is not finite)
   hang     the trial sleeps for an hour (for --timeout and signal tests)
-  sigint / sigterm / sigkill   the worker process sends itself that signal
+  sigint / sigterm / sigkill   the worker process sends itself that signal (sigint twice, as a
+                               user pressing Ctrl-C twice: a single one only asks for a graceful stop)
+  sigint1  one SIGINT: the graceful stop
 Read at each epoch end by the search's epoch callback; the training loop knows nothing of it.
 """
 
@@ -21,7 +23,7 @@ import time
 
 import torch
 
-ACTIONS = {"raise", "oom", "nan", "hang", "sigint", "sigterm", "sigkill"}
+ACTIONS = {"raise", "oom", "nan", "hang", "sigint", "sigint1", "sigterm", "sigkill"}
 
 
 def planned() -> dict[tuple[int, str], str]:
@@ -55,6 +57,13 @@ def fire(trial: int, epoch: int | str, model) -> None:
                 p.fill_(float("nan"))
     elif action == "hang":
         time.sleep(3600)
+    elif action == "sigint":
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.1)  # the first asks for a graceful stop; the second interrupts
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
     else:
-        os.kill(os.getpid(), {"sigint": signal.SIGINT, "sigterm": signal.SIGTERM, "sigkill": signal.SIGKILL}[action])
-        time.sleep(5)  # let the signal arrive before training goes on
+        signals = {"sigint1": signal.SIGINT, "sigterm": signal.SIGTERM, "sigkill": signal.SIGKILL}
+        os.kill(os.getpid(), signals[action])
+        if action != "sigint1":
+            time.sleep(5)  # let the signal arrive before training goes on

@@ -38,6 +38,7 @@ class SearchOptions:
     verbose: bool = False  # a line per epoch
     worker_index: int = 0  # offsets the sampler seed per worker
     config_name: str | None = None  # the file stem, the last fallback for the study name
+    started_at: float | None = None  # when the search began (time.time()): a `tunekit stop` after it counts
     log: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr))
 
 

@@ -27,6 +27,7 @@ from tunekit.study.best import write_best
 from tunekit.study.liveness import counted
 from tunekit.study.options import SearchOptions, Terminated, main_thread, study_name_for
 from tunekit.study.resume import archive, open_or_resume
+from tunekit.study.stopping import Stop
 from tunekit.study.storage import describe_storage, load_study
 from tunekit.study.trial import objectives_of
 from tunekit.study.worker import quiet_optuna, work
@@ -72,18 +73,22 @@ def prepare_study(config: Config, opts: SearchOptions) -> tuple[Config, SearchSp
 
 def run_search(config: Config, opts: SearchOptions) -> dict[str, Any]:
     """Run the study to its trial target (or timeout) with `opts.workers` processes. Returns the SPEC §6 summary."""
+    opts.started_at = opts.started_at or time.time()
     config, space, study_dir = prepare_study(config, opts)
     deadline = time.monotonic() + opts.timeout_s if opts.timeout_s else None
     previous_term = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread() else None
+    stop = Stop(opts.started_at)
     try:
         if opts.workers <= 1:
             set_threads(opts.threads or config.train.threads)
-            work(config, space, study_dir, opts, deadline)
+            work(config, space, study_dir, opts, deadline, stop=stop)
         else:
-            run_workers(config, study_dir, opts)
+            run_workers(config, study_dir, opts, stop)
     finally:
         if previous_term is not None:
             signal.signal(signal.SIGTERM, previous_term)
+    if stop.local:
+        raise KeyboardInterrupt()  # a first Ctrl-C: the running trials finished; exit 130 with the resume command
 
     study = load_study(study_dir, opts.storage)
     write_best(study, study_dir)

@@ -28,6 +28,7 @@ from tunekit.study.closing import close_failed, closed_elsewhere, is_disk_full, 
 from tunekit.study.grouping import ask_population, train_jobs
 from tunekit.study.liveness import Heartbeat, claim, counted, recover_dead_trials
 from tunekit.study.options import SearchOptions, TimedOut, main_thread
+from tunekit.study.stopping import Stop
 from tunekit.study.storage import open_storage, storage_of, trial_id
 from tunekit.study.trial import run_trial
 from tunekit.train.build import warm_up
@@ -62,9 +63,25 @@ def work(
     opts: SearchOptions,
     deadline: float | None,
     label: str = "",
+    stop: Stop | None = None,
 ) -> None:
     """One worker's loop: recover dead trials, take the next trial (or population) if the study needs
-    one, train it, tell it. Whatever stops a trial's training is recorded on the trial, never lost."""
+    one, train it, tell it. Whatever stops a trial's training is recorded on the trial, never lost.
+    A first Ctrl-C or `tunekit stop` (`stop`) lets the running trial finish and takes no new one."""
+    stop = stop or Stop(opts.started_at)
+    with stop.on_first_ctrl_c(lambda line: opts.log(label + line)):
+        _work(config, space, study_dir, opts, deadline, label, stop)
+
+
+def _work(
+    config: Config,
+    space: SearchSpace,
+    study_dir: StudyDir,
+    opts: SearchOptions,
+    deadline: float | None,
+    label: str,
+    stop: Stop,
+) -> None:
     quiet_optuna()
     study = optuna.load_study(study_name=study_dir.name, storage=open_storage(study_dir, opts.storage))
     # Queued trials (the baseline, retries) are not history: they hold no draw of a sampler.
@@ -75,7 +92,7 @@ def work(
     warm_up(config, opts.device or config.train.device)
     with Heartbeat(storage_of(study)) as beats:
         while True:
-            taken = _take_next(study, config, space, study_dir, opts, deadline, target, label)
+            taken = _take_next(study, config, space, study_dir, opts, deadline, target, label, stop)
             if taken is None:
                 return
             trials, jobs = taken
@@ -137,6 +154,7 @@ def _take_next(
     deadline: float | None,
     target: int,
     label: str,
+    stop: Stop,
 ):
     """Under the ask lock: (trials, jobs) to run next, jobs being None for a single trial; None when
     the study is done (its total reached, --timeout passed, a finite sampler's space covered)."""
@@ -146,6 +164,9 @@ def _take_next(
         recover_dead_trials(study, opts.log, config.study.max_retries, unclaimed_is_dead=not opts.storage)
         done = sum(map(counted, study.get_trials(deepcopy=False)))
         if done >= target:
+            return None
+        if stop.asked(study):
+            opts.log(f"{label}stopped as asked at {done} of {target} trials; rerun the same command to continue")
             return None
         if deadline is not None and time.monotonic() >= deadline:
             opts.log(f"{label}timeout reached; rerun the same command to continue")

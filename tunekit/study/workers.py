@@ -19,6 +19,8 @@ from tunekit.config.sections import ALLOWED_PLUGINS, Config
 from tunekit.errors import StateError
 from tunekit.runs import StudyDir
 from tunekit.study.options import Terminated
+from tunekit.study.stopping import Stop, request_stop
+from tunekit.study.storage import load_study
 
 
 def threads_per_worker(workers: int, cores: int | None = None) -> int:
@@ -50,6 +52,7 @@ def _worker_main(
 ) -> None:
     os.environ["OMP_NUM_THREADS"] = str(fields["threads"])
     from tunekit.study.options import SearchOptions, Terminated
+    from tunekit.study.stopping import Stop
     from tunekit.study.worker import work
     from tunekit.train.build import set_threads
 
@@ -72,7 +75,10 @@ def _worker_main(
         opts = SearchOptions(**fields, log=log)
         set_threads(opts.threads)
         deadline = time.monotonic() + remaining_s if remaining_s is not None else None
-        work(config, space, StudyDir(opts.runs, fields["study"]), opts, deadline, label)
+        stop = Stop(opts.started_at)
+        work(config, space, StudyDir(opts.runs, fields["study"]), opts, deadline, label, stop)
+        if stop.local:
+            sys.exit(130)  # a terminal's first Ctrl-C reached this worker too: its trial finished
     except KeyboardInterrupt as exc:
         sys.exit(143 if isinstance(exc, Terminated) else 130)
     except TunekitError as exc:
@@ -81,8 +87,9 @@ def _worker_main(
         sys.exit(exc.exit_code)
 
 
-def run_workers(config: Config, study_dir: StudyDir, opts) -> None:
-    """Start opts.workers processes on the study and wait for all of them."""
+def run_workers(config: Config, study_dir: StudyDir, opts, stop: Stop) -> None:
+    """Start opts.workers processes on the study and wait for all of them. A first Ctrl-C asks every
+    worker to stop through the study (a `kill -INT` of this process reaches no worker by itself)."""
     threads = opts.threads or config.train.threads or threads_per_worker(opts.workers)
     remaining = opts.timeout_s
     ctx = multiprocessing.get_context("spawn")
@@ -110,8 +117,14 @@ def run_workers(config: Config, study_dir: StudyDir, opts) -> None:
         + (f" on {', '.join(opts.devices)}" if opts.devices else "")
     )
     try:
-        for p in procs:
-            p.join()
+        with stop.on_first_ctrl_c(opts.log):
+            asked = False
+            while any(p.is_alive() for p in procs):
+                if stop.local and not asked:
+                    asked = True
+                    request_stop(load_study(study_dir, opts.storage))
+                for p in procs:
+                    p.join(timeout=0.2)
     except KeyboardInterrupt as exc:
         # Pass the signal on (a terminal's Ctrl-C already reached them; a `kill` did not) and let
         # each worker close its trial before we report.
