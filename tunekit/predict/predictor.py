@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from tunekit.config.load import validate_document
+from tunekit.config.sections import allow_plugins as allow
 from tunekit.config.yaml_io import Document
 from tunekit.errors import DataError, StateError, UsageError
 from tunekit.predict.checkpoint import checkpoint_path, read_checkpoint
@@ -155,7 +156,9 @@ def resolve_checkpoint(checkpoint: str | os.PathLike | None, study: str | None, 
     return path
 
 
-def load(path: str | os.PathLike) -> Predictor:
-    """A Predictor for a model.pt, a folder with one, or a study folder (runs/<study>: its best/model.pt)."""
+def load(path: str | os.PathLike, *, allow_plugins: list[str] | None = None) -> Predictor:
+    """A Predictor for a model.pt, a folder with one, or a study folder (runs/<study>: its best/model.pt).
+    `allow_plugins`: packages whose plugins (`pkg.module:build`) the config names, as `--allow-plugin`."""
+    allow(allow_plugins)
     p = checkpoint_path(path)
     return Predictor(read_checkpoint(p), str(p))
