@@ -394,7 +394,7 @@ def train(
     from tunekit.config.sections import allow_plugins
     from tunekit.errors import UsageError
     from tunekit.runs import StudyDir, most_recent_study
-    from tunekit.study.retrain import best_config, train_seeds
+    from tunekit.study.retrain import best_config, train_seeds, variant_label
     from tunekit.study.trial import trial_seed
 
     allow_plugins(allow_plugin)
@@ -411,10 +411,16 @@ def train(
             from tunekit.config.yaml_io import Document
 
             cfg = validate_document(Document(cfg.raw, {}, cfg.source), parse_overrides(set_))
-        _err(f"training {'trial' if pick is not None else 'the best trial'} #{number} of study '{study_dir.name}'")
+        # best/ belongs to the study's winner as searched; a variant (--pick, --epochs, --set) gets its own folder.
+        label = variant_label(pick, epochs, set_)
+        out = study_dir.best_dir if label is None else study_dir.sub("train", label)
+        _err(
+            f"training {'trial' if pick is not None else 'the best trial'} #{number} of study '{study_dir.name}'"
+            + (f" into {out}/" if label else "")
+        )
         result = train_seeds(
             cfg,
-            study_dir.best_dir,
+            out,
             first_seed=trial_seed(cfg.seed, number),
             seeds=seeds,
             epochs=epochs,
@@ -730,6 +736,89 @@ def lr_find(
     out.print(
         f"curve: {csv_path}" + (f" and {png_path}" if result["png"] else " (pip install 'tunekit[plots]' for a PNG)")
     )
+
+
+ModelArgs = Annotated[
+    list[str],
+    typer.Argument(
+        help="[CHECKPOINT] INPUT: a model.pt (or a folder with one; default: --study's best/model.pt), then a "
+        "CSV file, an .npz (array X) or - for CSV on stdin.",
+        show_default=False,
+        metavar="[CHECKPOINT] INPUT",
+    ),
+]
+ModelStudyOpt = Annotated[
+    str | None, typer.Option("--study", help="Use runs/<study>/best/model.pt (default: the most recent study).")
+]
+
+
+@app.command()
+@_guarded
+def predict(
+    args: ModelArgs,
+    study: ModelStudyOpt = None,
+    runs: RunsOpt = Path("runs"),
+    format_: Annotated[str, typer.Option("--format", help="csv or jsonl.")] = "csv",
+    proba: Annotated[bool, typer.Option("--proba", help="Class probabilities: one column per class label.")] = False,
+    allow_plugin: PluginOpt = None,
+) -> None:
+    """Predict on raw inputs with a trained model; predictions go to stdout.
+
+    CSV columns are matched by name (the training target column, if present, is ignored).
+    Class labels come back as the training data wrote them; regression values in the target's units.
+    Large inputs are read and predicted in chunks of 10,000 rows.
+
+    Example: tunekit predict --study quickstart new.csv > predictions.csv
+    """
+    from tunekit.config.sections import allow_plugins
+    from tunekit.errors import UsageError
+    from tunekit.predict.batch import predict_file
+
+    if len(args) > 2:
+        raise UsageError(
+            f"expected [CHECKPOINT] INPUT, got {len(args)} arguments", "e.g. tunekit predict model.pt new.csv"
+        )
+    allow_plugins(allow_plugin)
+    checkpoint, source = (None, args[0]) if len(args) == 1 else args
+    predict_file(source, sys.stdout, checkpoint=checkpoint, study=study, runs=runs, fmt=format_, proba=proba)
+
+
+@app.command()
+@_guarded
+def export(
+    checkpoint: Annotated[
+        str | None,
+        typer.Argument(help="A model.pt, or a folder with one (default: --study's best/model.pt).", show_default=False),
+    ] = None,
+    format_: Annotated[
+        str, typer.Option("--format", help="torchscript or onnx (needs tunekit[onnx]).")
+    ] = "torchscript",
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="The file to write.")] = None,
+    study: ModelStudyOpt = None,
+    runs: RunsOpt = Path("runs"),
+    allow_plugin: PluginOpt = None,
+) -> None:
+    """Export a trained model as one graph that takes raw features (standardization folded in).
+
+    Classification models output class probabilities (in the order of the class labels, stored in the
+    file's metadata), regression models values in the target's units. The file is loaded back and
+    checked against the checkpoint's predictions before it is given its name.
+
+    Example: tunekit export --study quickstart --format onnx -o quickstart.onnx
+    """
+    from tunekit.config.sections import allow_plugins
+    from tunekit.errors import UsageError
+    from tunekit.predict.export import export_model
+
+    if output is None:
+        raise UsageError(
+            "export needs -o FILE", "e.g. tunekit export --study quickstart --format torchscript -o model.ts"
+        )
+    allow_plugins(allow_plugin)
+    result = export_model(output, format_, checkpoint=checkpoint, study=study, runs=runs)
+    out = _console()
+    for line in result.lines():
+        out.print(line)
 
 
 def _templates() -> dict[str, str]:

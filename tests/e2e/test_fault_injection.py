@@ -136,13 +136,17 @@ def test_sigkill_during_train_best_keeps_the_previous_model(study_cwd):
     assert tunekit(study_cwd, "search", "c.yaml", "--runs", "runs", "--trials", "2").returncode == 0
     assert tunekit(study_cwd, "train", "--best", "--runs", "runs").returncode == 0
     model = study_cwd / "runs" / "tiny" / "best" / "model.pt"
+    best = model.read_bytes()
+    longer = study_cwd / "runs" / "tiny" / "train" / "best-epochs-40" / "model.pt"  # --epochs: not best/'s
     rng = random.Random(7)
     for _ in range(8 if LONG else 2):
         kill_after(study_cwd, rng.uniform(1.0, 5.0), "train", "--best", "--runs", "runs", "--epochs", "40")
-        torch.load(model, weights_only=True)  # the old one or the new one, never half of one
-    again = tunekit(study_cwd, "train", "--best", "--runs", "runs", "--json")
+        if longer.exists():
+            torch.load(longer, weights_only=True)  # the old one or the new one, never half of one
+        assert model.read_bytes() == best
+    again = tunekit(study_cwd, "train", "--best", "--runs", "runs", "--epochs", "40", "--json")
     assert again.returncode == 0, again.stderr
-    assert torch.load(model, weights_only=True)["state_dict"]
+    assert torch.load(longer, weights_only=True)["state_dict"]
 
 
 def test_killing_the_parent_of_workers_takes_the_workers_down(study_cwd):

@@ -438,6 +438,13 @@ class Split:
     n_classes: int | None
     y_scale: float = 1.0  # regression targets are standardized; metrics multiply back to data units
     feature_names: list[str] | None = None  # a CSV's feature columns
+    # What a prediction on raw inputs needs (tunekit.predict): the label of each class id as the
+    # data has it, the training statistics the features were standardized with (None: not
+    # standardized), and the regression target's mean (with y_scale: its standard deviation).
+    classes: list | None = None
+    x_mean: np.ndarray | None = None
+    x_std: np.ndarray | None = None
+    y_mean: float = 0.0
 
     def to(self, device) -> Split:
         moved = {k: getattr(self, k).to(device) for k in ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")}
@@ -549,7 +556,7 @@ def prepare(raw: RawData, val_fraction: float, test_fraction: float, standardize
         X_rest, y_rest, val_fraction / max(1e-12, 1 - (0 if raw.X_test is not None else test_fraction)), "validation"
     )
 
-    y_scale = 1.0
+    y_scale, y_mean, mean, std = 1.0, 0.0, None, None
     if standardize:
         mean, std = X_train.mean(0), X_train.std(0)
         std[std == 0] = 1.0  # constant columns (digits' blank corners) stay finite
@@ -557,7 +564,7 @@ def prepare(raw: RawData, val_fraction: float, test_fraction: float, standardize
         if raw.task == "regression":
             y_mean, y_std = y_train.mean(), y_train.std() or 1.0
             y_train, y_val, y_test = ((a - y_mean) / y_std for a in (y_train, y_val, y_test))
-            y_scale = float(y_std)
+            y_scale, y_mean = float(y_std), float(y_mean)
 
     input_shape = raw.image_shape or (X.shape[1],)
 
@@ -581,6 +588,10 @@ def prepare(raw: RawData, val_fraction: float, test_fraction: float, standardize
         n_classes,
         y_scale,
         raw.feature_names,
+        classes.tolist() if raw.task == "classification" else None,
+        mean,
+        std,
+        y_mean,
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from tunekit import reasons
+import tunekit.reasons as reasons  # the module itself: the package root (and its lazy load()) stays out
 from tunekit.config.space import SearchSpace
 
 EDGE = 0.05  # within 5% of a range end (in log space for log ranges)

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from tunekit import __version__
 from tunekit.components.data import FILE_DATASETS, fingerprint, shown_path
 from tunekit.components.samplers import POINT, build_sampler_and_pruner, space_is_finite
 from tunekit.config.sections import Config
@@ -28,6 +27,7 @@ from tunekit.runs import StudyDir
 from tunekit.study import faults
 from tunekit.study.storage import open_storage
 from tunekit.study.trial import objectives_of
+from tunekit.version import __version__
 
 if TYPE_CHECKING:
     from tunekit.study.options import SearchOptions

@@ -9,10 +9,11 @@ from __future__ import annotations
 import collections
 import contextlib
 import fcntl
-import io
+import hashlib
 import json
 import math
 import os
+import re
 import statistics
 import time
 from collections.abc import Callable
@@ -20,14 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import torch
 
 from tunekit.config.load import validate_document
 from tunekit.config.sections import Config
 from tunekit.config.yaml_io import dump_yaml, parse_yaml
 from tunekit.errors import StateError
+from tunekit.predict.checkpoint import save_checkpoint
 from tunekit.report.summary import pick_best
-from tunekit.runs import StudyDir, no_links, open_lock, write_atomic, write_json, write_text
+from tunekit.runs import StudyDir, no_links, open_lock, write_json, write_text
 from tunekit.study.best import refresh_best
 from tunekit.study.storage import load_study
 from tunekit.train.build import build_run, check_buildable, resolve_device
@@ -44,22 +45,6 @@ def exclusive(lock_path: Path):
         yield
     finally:
         os.close(fd)
-
-
-def save_checkpoint(path: Path, model, config: Config, split, metrics: dict) -> None:
-    """model.pt: weights plus plain-Python metadata, loadable with torch.load(weights_only=True)."""
-
-    payload = {
-        "state_dict": model.state_dict(),
-        "config": config.raw,
-        "input_shape": list(split.input_shape),
-        "n_classes": split.n_classes,
-        "task": split.task,
-        "metrics": {k: float(v) for k, v in metrics.items()},
-    }
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)  # serialize fully first: a failure cannot leave a truncated file
-    write_atomic(path, lambda f: f.write(buffer.getvalue()), binary=True)
 
 
 def train_config(
@@ -204,6 +189,22 @@ def seed_stats(runs: list[dict]) -> dict[str, Any]:
         "stopped": {"count": sum(by_reason.values()), "reasons": dict(by_reason)},
         "metrics": metrics,
     }
+
+
+def variant_label(pick: int | None, epochs: int | None, overrides: list[str] | None) -> str | None:
+    """The folder name under runs/<study>/train/ for a `train --best` that is not the study's winner as
+    searched (`pick-9`, `best-epochs-40`, `best-set-optimizer.lr-3e-4`), or None: that run owns best/."""
+    if pick is None and epochs is None and not overrides:
+        return None
+    parts = [f"pick-{pick}" if pick is not None else "best"]
+    if epochs is not None:
+        parts.append(f"epochs-{epochs}")
+    if overrides:
+        text = re.sub(r"[^A-Za-z0-9._]+", "-", "_".join(overrides)).strip("-.")
+        if len(text) > 40:  # long overrides: a readable start and a digest that keeps them apart
+            text = text[:31].rstrip("-.") + "-" + hashlib.sha256("\0".join(overrides).encode()).hexdigest()[:8]
+        parts.append(f"set-{text}")
+    return "-".join(parts)
 
 
 def best_config(

@@ -145,10 +145,15 @@ def _constructed(section: str, build: Callable, source: str | None):
 
 
 def build_model(config: Config, split: Split) -> nn.Module:
+    return build_model_for(config, split.input_shape, split.n_classes)
+
+
+def build_model_for(config: Config, input_shape: tuple[int, ...], n_classes: int | None) -> nn.Module:
+    """The initialized model for inputs of `input_shape` (without the batch) and `n_classes` (None: regression)."""
     loss = LOSSES.get(config.loss.name)
-    n_out = _constructed("loss.name", lambda: loss.outputs(split.n_classes), config.source)
+    n_out = _constructed("loss.name", lambda: loss.outputs(n_classes), config.source)
     builder = lookup("model", config.model.name)
-    model = _constructed("model", lambda: builder(split.input_shape, n_out, **config.model.args), config.source)
+    model = _constructed("model", lambda: builder(tuple(input_shape), n_out, **config.model.args), config.source)
     if not isinstance(model, nn.Module):
         raise ConfigError(
             [Problem("model.name", f"'{config.model.name}' returned {type(model).__name__}, not a torch.nn.Module")],
