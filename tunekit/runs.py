@@ -41,6 +41,9 @@ def check_study_name(name: str) -> str:
     return name
 
 
+STORAGE_URL = "storage.url"
+
+
 class StudyDir:
     """Paths of one study's folder, `runs/<study>/` (SPEC §3)."""
 
@@ -67,8 +70,16 @@ class StudyDir:
     def trial_dir(self, number: int) -> Path:
         return self._inside(self.path / "trials" / f"{number:05d}")
 
+    # A study created with --storage: its URL, so `list`, `report` and `train --best` find it
+    # without the flag (mode 0600: a URL may hold a password).
+    storage_url = property(lambda self: self._inside(self.path / STORAGE_URL))
+
     def exists(self) -> bool:
-        return self.journal.exists()
+        return self.journal.exists() or self.storage_url.is_file()
+
+    def marker(self) -> Path:
+        """The file that says this folder holds a study: its journal, or the URL of its database."""
+        return self.journal if self.journal.exists() else self.storage_url
 
 
 def _refuse_link(path: Path) -> StateError:
@@ -175,7 +186,12 @@ def list_studies(runs: str | os.PathLike) -> list[Path]:
     root = Path(runs)
     if not root.is_dir():
         return []
-    return sorted((p for p in root.iterdir() if (p / JOURNAL).is_file()), key=lambda p: (p / JOURNAL).stat().st_mtime)
+    found = [
+        p for p in root.iterdir() if not p.is_symlink() and ((p / JOURNAL).is_file() or (p / STORAGE_URL).is_file())
+    ]
+    return sorted(
+        found, key=lambda p: ((p / JOURNAL) if (p / JOURNAL).is_file() else (p / STORAGE_URL)).stat().st_mtime
+    )
 
 
 def most_recent_study(runs: str | os.PathLike) -> str:

@@ -123,3 +123,28 @@ def test_unreachable_database_is_an_environment_error(cli, write_config, runs):
         "search", write_config(), "--runs", runs, "--storage", f"postgresql://nobody@127.0.0.1:{_free_port()}/x"
     )
     assert result.exit_code == 4 and "cannot open storage" in result.stderr
+
+
+def test_a_database_study_is_found_without_repeating_storage(tmp_path, postgres_url):
+    config = tmp_path / "c.yaml"
+    config.write_text(TINY.replace("trials: 3", "trials: 2"))
+    runs = tmp_path / "runs"
+
+    def tunekit(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "tunekit", *map(str, args)], capture_output=True, text=True, timeout=300
+        )
+
+    made = tunekit("search", config, "--storage", postgres_url, "--study", "remembered", "--runs", runs)
+    assert made.returncode == 0, made.stderr
+    url_file = runs / "remembered" / "storage.url"
+    assert url_file.read_text().strip() == postgres_url and (url_file.stat().st_mode & 0o777) == 0o600
+    listed = tunekit("list", "--runs", runs, "--json")
+    assert listed.returncode == 0 and [r["study"] for r in json.loads(listed.stdout)] == ["remembered"]
+    report = tunekit("report", "remembered", "--runs", runs, "--json")
+    assert report.returncode == 0 and json.loads(report.stdout)["states"]["COMPLETE"] == 2, report.stderr
+    assert json.loads(report.stdout)["storage"].startswith("127.0.0.1:")
+    assert tunekit("train", "--best", "--runs", runs).returncode == 0  # the most recent study, from the database
+    more = tunekit("search", config, "--study", "remembered", "--runs", runs, "--trials", "3", "--json")
+    assert more.returncode == 0 and json.loads(more.stdout)["states"]["COMPLETE"] == 3  # the same database
+    assert not (runs / "remembered" / "optuna.journal").exists()

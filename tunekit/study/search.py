@@ -28,7 +28,7 @@ from tunekit.study.liveness import counted
 from tunekit.study.options import SearchOptions, Terminated, main_thread, study_name_for
 from tunekit.study.resume import archive, open_or_resume
 from tunekit.study.stopping import Stop
-from tunekit.study.storage import describe_storage, load_study
+from tunekit.study.storage import describe_storage, load_study, remember_url, remembered_url
 from tunekit.study.trial import objectives_of
 from tunekit.study.worker import quiet_optuna, work
 from tunekit.study.workers import run_workers
@@ -60,7 +60,11 @@ def prepare_study(config: Config, opts: SearchOptions) -> tuple[Config, SearchSp
         if archived:
             opts.log(f"archived the previous study to {archived}")
     quiet_optuna()
+    if not opts.fresh:
+        opts.storage = remembered_url(study_dir, opts.storage)  # rerun without --storage: the same database
     study = open_or_resume(config, space, study_dir, opts)
+    if opts.storage:
+        remember_url(study_dir, opts.storage)
     if not study_dir.config.exists():
         write_text(study_dir.config, dump_yaml(config.raw))
     opts.log(

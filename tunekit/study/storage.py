@@ -21,7 +21,7 @@ from optuna.storages.journal._file import BaseJournalFileLock, get_lock_file
 from optuna.storages.journal._storage import JournalOperation as Op
 
 from tunekit.errors import DataError, StateError
-from tunekit.runs import FILE_MODE, StudyDir, open_lock, open_nofollow
+from tunekit.runs import FILE_MODE, StudyDir, open_lock, open_nofollow, write_text
 
 
 def journal_is_torn(path: Path) -> bool:
@@ -168,12 +168,33 @@ def _driver_url(url: str) -> str:
 
 
 def describe_storage(study_dir: StudyDir, url: str | None) -> str:
+    url = remembered_url(study_dir, url)
     return url.split("@")[-1] if url else str(study_dir.journal)
+
+
+def remember_url(study_dir: StudyDir, url: str) -> None:
+    """Record a database study's URL in its folder, readable by this user only."""
+    path = study_dir.storage_url
+    if path.is_file() and path.read_text().strip() == url:
+        return
+    write_text(path, url + "\n")
+    os.chmod(path, 0o600)
+
+
+def remembered_url(study_dir: StudyDir, url: str | None) -> str | None:
+    """`--storage` if given, else the URL recorded when the study was created with one."""
+    if url:
+        return url
+    path = study_dir.storage_url
+    if path.is_file() and not path.is_symlink():
+        return path.read_text().strip() or None
+    return None
 
 
 def load_study(study_dir: StudyDir, url: str | None = None):
     """Load an existing study for reading (report, train --best)."""
 
+    url = remembered_url(study_dir, url)
     if not url and not study_dir.exists():
         raise StateError(
             f"no study '{study_dir.name}' under {study_dir.runs}/",
