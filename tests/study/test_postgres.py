@@ -5,6 +5,7 @@ throwaway cluster in a temp dir (initdb refuses to run as root, so as root it us
 import json
 import os
 import pwd
+import shlex
 import shutil
 import socket
 import subprocess
@@ -148,3 +149,33 @@ def test_a_database_study_is_found_without_repeating_storage(tmp_path, postgres_
     more = tunekit("search", config, "--study", "remembered", "--runs", runs, "--trials", "3", "--json")
     assert more.returncode == 0 and json.loads(more.stdout)["states"]["COMPLETE"] == 3  # the same database
     assert not (runs / "remembered" / "optuna.journal").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root and unshare for hostnames")
+def test_three_hosts_starting_at_once_keep_one_baseline_and_the_exact_total(tmp_path, postgres_url):
+    # Three "machines" (their own UTS namespace and hostname, their own --runs) start the same
+    # study at the same moment on one database: one schema, one baseline, exactly 9 trials.
+    config = tmp_path / "c.yaml"
+    config.write_text(TINY.replace("trials: 3", "trials: 9").replace("epochs: 3", "epochs: 40"))
+    procs = []
+    for host in ("host-a", "host-b", "host-c"):
+        search = [sys.executable, "-m", "tunekit", "search", str(config), "--storage", postgres_url]
+        search += ["--study", "hosts", "--runs", str(tmp_path / host)]
+        script = f"hostname {host} && exec " + " ".join(map(shlex.quote, search))
+        procs.append(
+            subprocess.Popen(
+                ["unshare", "--uts", "sh", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        )
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+    import optuna
+
+    study = optuna.load_study(
+        study_name="hosts", storage=postgres_url.replace("postgresql://", "postgresql+psycopg://")
+    )
+    trials = study.get_trials(deepcopy=False)
+    assert len(trials) == 9 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert sum(bool(t.user_attrs.get("baseline")) for t in trials) == 1
+    assert len({t.user_attrs["worker"].rpartition(":")[0] for t in trials}) >= 2  # more than one host took trials

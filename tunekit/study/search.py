@@ -11,6 +11,7 @@ retried, and propagate so the CLI can exit 130/143 with a resume command.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 from typing import Any
@@ -28,7 +29,7 @@ from tunekit.study.liveness import counted
 from tunekit.study.options import SearchOptions, Terminated, main_thread, study_name_for
 from tunekit.study.resume import archive, open_or_resume
 from tunekit.study.stopping import Stop
-from tunekit.study.storage import describe_storage, load_study, remember_url, remembered_url
+from tunekit.study.storage import database_lock, describe_storage, load_study, remember_url, remembered_url
 from tunekit.study.trial import objectives_of
 from tunekit.study.worker import quiet_optuna, work
 from tunekit.study.workers import run_workers
@@ -62,7 +63,9 @@ def prepare_study(config: Config, opts: SearchOptions) -> tuple[Config, SearchSp
     quiet_optuna()
     if not opts.fresh:
         opts.storage = remembered_url(study_dir, opts.storage)  # rerun without --storage: the same database
-    study = open_or_resume(config, space, study_dir, opts)
+    # On a database, machines starting at once would race to create the schema and the baseline.
+    with database_lock(opts.storage, study_dir.name) if opts.storage else contextlib.nullcontext():
+        study = open_or_resume(config, space, study_dir, opts)
     if opts.storage:
         remember_url(study_dir, opts.storage)
     if not study_dir.config.exists():

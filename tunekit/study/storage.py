@@ -5,7 +5,9 @@ Torch-free: `tunekit report` and `tunekit list` use this.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import hashlib
 import importlib.util
 import json
 import os
@@ -14,6 +16,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.storages.journal import JournalFileBackend, JournalStorage
@@ -165,6 +168,44 @@ def _driver_url(url: str) -> str:
         if importlib.util.find_spec("psycopg2") is None and importlib.util.find_spec("psycopg") is not None:
             return "postgresql+psycopg://" + url[len("postgresql://") :]
     return url
+
+
+_ENGINES: dict[str, Any] = {}
+
+
+@contextlib.contextmanager
+def database_lock(url: str, study: str):
+    """One holder at a time across machines for a study in a database: the count-then-ask of the
+    next trial, and the study's creation (its schema, its baseline). A PostgreSQL advisory lock or
+    a MySQL named lock, held on one connection the server releases if the holder dies. SQLite lives
+    on one machine, where the callers' file lock already serializes."""
+    kind = url.split(":", 1)[0].split("+", 1)[0]
+    if kind not in ("postgresql", "mysql"):
+        yield
+        return
+    import sqlalchemy
+
+    engine = _ENGINES.get(url)
+    if engine is None:
+        engine = _ENGINES[url] = sqlalchemy.create_engine(_driver_url(url), poolclass=sqlalchemy.pool.NullPool)
+    key = int.from_bytes(hashlib.sha256(f"tunekit:{study}".encode()).digest()[:8], "big", signed=True)
+    try:
+        connection = engine.connect()
+    except Exception as exc:
+        raise DataError(f"cannot open storage {url.split('@')[-1]}: {str(exc).splitlines()[0]}") from None
+    with connection:
+        if kind == "postgresql":
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+        else:
+            connection.execute(sqlalchemy.text("SELECT GET_LOCK(:k, -1)"), {"k": f"tunekit:{study}"[:64]})
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):  # a lost connection has released it already
+                unlock = "SELECT pg_advisory_unlock(:k)" if kind == "postgresql" else "SELECT RELEASE_LOCK(:k)"
+                connection.execute(
+                    sqlalchemy.text(unlock), {"k": key if kind == "postgresql" else f"tunekit:{study}"[:64]}
+                )
 
 
 def describe_storage(study_dir: StudyDir, url: str | None) -> str:

@@ -29,7 +29,7 @@ from tunekit.study.grouping import ask_population, train_jobs
 from tunekit.study.liveness import Heartbeat, claim, counted, recover_dead_trials
 from tunekit.study.options import SearchOptions, TimedOut, main_thread
 from tunekit.study.stopping import Stop
-from tunekit.study.storage import open_storage, storage_of, trial_id
+from tunekit.study.storage import database_lock, open_storage, storage_of, trial_id
 from tunekit.study.trial import run_trial
 from tunekit.train.build import warm_up
 
@@ -41,12 +41,11 @@ def quiet_optuna() -> None:
 
 @contextlib.contextmanager
 def _ask_lock(study_dir: StudyDir, opts: SearchOptions):
-    """Serialize count-then-ask between workers sharing a journal, so the study total is exact.
-
-    With a database URL the workers may sit on other machines, where no file lock reaches: there
-    the total can overshoot by at most one trial per extra worker."""
+    """Serialize count-then-ask between workers sharing a study, so the study total is exact: a file
+    lock beside the journal, or the database's own lock when workers may sit on other machines."""
     if opts.storage:
-        yield
+        with database_lock(opts.storage, study_dir.name):
+            yield
         return
     fd = open_lock(study_dir.sub(".ask.lock"))
     try:
