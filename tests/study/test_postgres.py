@@ -179,3 +179,47 @@ def test_three_hosts_starting_at_once_keep_one_baseline_and_the_exact_total(tmp_
     assert len(trials) == 9 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     assert sum(bool(t.user_attrs.get("baseline")) for t in trials) == 1
     assert len({t.user_attrs["worker"].rpartition(":")[0] for t in trials}) >= 2  # more than one host took trials
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root and unshare for hostnames")
+def test_a_host_killed_mid_trial_is_recovered_by_the_other_and_the_total_stays_exact(tmp_path, postgres_url):
+    # host-a's worker is SIGKILLed in the first epoch of whatever trial it takes; host-b sees the
+    # trial's heartbeat go stale (grace 3 s), fails it as worker_died, runs its params again and
+    # waits for it rather than leaving it RUNNING: 6 complete, one worker_died, 0 RUNNING.
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        TINY.replace("trials: 3", "trials: 6\n  heartbeat: {interval: 0.5, grace: 3}").replace(
+            "epochs: 3", "epochs: 60"
+        )
+    )
+    kill_first = ",".join(f"{n}:1:sigkill" for n in range(12))
+
+    def host(name, fault=None):
+        search = [sys.executable, "-m", "tunekit", "search", str(config), "--storage", postgres_url]
+        search += ["--study", "killed", "--runs", str(tmp_path / name)]
+        env = {k: v for k, v in os.environ.items() if k != "TUNEKIT_FAULT"}
+        if fault:
+            env["TUNEKIT_FAULT"] = fault
+        script = f"hostname {name} && exec " + " ".join(map(shlex.quote, search))
+        return subprocess.Popen(
+            ["unshare", "--uts", "sh", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
+
+    a = host("host-a", kill_first)
+    a.communicate(timeout=300)
+    assert a.returncode == -9 or a.returncode == 137  # killed mid-trial, its trial left RUNNING
+    b = host("host-b")
+    _, err = b.communicate(timeout=300)
+    assert b.returncode == 0, err
+    import optuna
+
+    study = optuna.load_study(
+        study_name="killed", storage=postgres_url.replace("postgresql://", "postgresql+psycopg://")
+    )
+    trials = study.get_trials(deepcopy=False)
+    states = [t.state for t in trials]
+    assert states.count(optuna.trial.TrialState.RUNNING) == 0
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 6
+    died = [t for t in trials if t.user_attrs.get("reason") == "worker_died"]
+    assert len(died) == 1 and died[0].user_attrs["worker"].startswith("host-a:")
+    assert any(t.params == died[0].params and t.state == optuna.trial.TrialState.COMPLETE for t in trials)

@@ -109,6 +109,19 @@ class Objective(Strict):
     direction: Literal["maximize", "minimize"] | None = None  # default: from the metric
 
 
+class HeartbeatSection(Strict):
+    """How a worker shows it is alive, and how long without a sign before its trial is taken back."""
+
+    interval: float = Field(15.0, gt=0, le=3600)  # seconds between a running trial's heartbeats
+    grace: float = Field(120.0, gt=0, le=86400)  # seconds without one before another worker retries it
+
+    @model_validator(mode="after")
+    def _grace_covers_beats(self):
+        if self.grace < 2 * self.interval:
+            raise ValueError("grace must be at least twice the interval, or a slow beat would look like a death")
+        return self
+
+
 class StudySection(Strict):
     metric: str | None = None  # default: val_accuracy (classification) or val_rmse (regression)
     direction: Literal["maximize", "minimize"] | None = None  # default: from the metric
@@ -118,6 +131,7 @@ class StudySection(Strict):
     # A trial whose worker died (killed, OOM-killed by the kernel) is run again at most this many
     # times, then fails with its reason: a config that kills its worker must not block the study.
     max_retries: int = Field(2, ge=0, le=100)
+    heartbeat: HeartbeatSection = HeartbeatSection()
     sampler: dict[str, Any] = {}  # checked as components: see STUDY_PARTS
     pruner: dict[str, Any] = {}
 

@@ -116,13 +116,15 @@ def requeue(study, trial, *, died: bool) -> None:
     study.enqueue_trial(dict(trial.params), user_attrs={"retry_of": trial.number, "retries": retries})
 
 
-def recover_dead_trials(study, log, max_retries: int = 2, unclaimed_is_dead: bool = False) -> int:
+def recover_dead_trials(
+    study, log, max_retries: int = 2, unclaimed_is_dead: bool = False, stale_after: float = STALE_AFTER_S
+) -> int:
     """Fail every dead RUNNING trial and queue its params again, unless it already died `max_retries`
     times: then it fails for good (counted, reason worker_died). Returns how many were recovered."""
 
     recovered = 0
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        if not is_dead(trial, unclaimed_is_dead=unclaimed_is_dead):
+        if not is_dead(trial, stale_after=stale_after, unclaimed_is_dead=unclaimed_is_dead):
             continue
         retries = trial.user_attrs.get("retries", 0)
         final = retries >= max_retries

@@ -41,6 +41,7 @@ _FREE_TO_CHANGE = {
     "study.trials",
     "study.population",
     "study.max_retries",
+    "study.heartbeat",
     "train.device",
     "train.threads",
     "data.path",

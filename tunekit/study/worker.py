@@ -89,11 +89,15 @@ def _work(
     target = opts.trials or config.study.trials
     told: set[str] = set()  # notes already given by this worker (each is said once)
     warm_up(config, opts.device or config.train.device)
-    with Heartbeat(storage_of(study)) as beats:
+    beat = config.study.heartbeat
+    with Heartbeat(storage_of(study), beat.interval) as beats:
         while True:
             taken = _take_next(study, config, space, study_dir, opts, deadline, target, label, stop)
             if taken is None:
                 return
+            if taken is WAIT:  # the total is reached only if others' running trials finish: see them end
+                time.sleep(min(beat.interval, 1.0))
+                continue
             trials, jobs = taken
             started = time.perf_counter()
             try:
@@ -144,6 +148,9 @@ def _work(
                 raise
 
 
+WAIT = object()  # _take_next: nothing to take now, but the study is not done
+
+
 def _take_next(
     study,
     config: Config,
@@ -160,10 +167,20 @@ def _take_next(
     with _ask_lock(study_dir, opts):
         # Under the journal's ask lock every trial is asked and claimed at once, so an unclaimed
         # RUNNING trial is one whose asker was killed in between.
-        recover_dead_trials(study, opts.log, config.study.max_retries, unclaimed_is_dead=not opts.storage)
-        done = sum(map(counted, study.get_trials(deepcopy=False)))
+        recover_dead_trials(
+            study,
+            opts.log,
+            config.study.max_retries,
+            unclaimed_is_dead=not opts.storage,
+            stale_after=config.study.heartbeat.grace,
+        )
+        trials = study.get_trials(deepcopy=False)
+        done = sum(map(counted, trials))
         if done >= target:
-            return None
+            # A RUNNING trial counts, but only while its worker lives (it may be on another machine):
+            # wait for it to end or be found dead, so no trial is left RUNNING and the total holds.
+            running = any(t.state == TrialState.RUNNING for t in trials)
+            return WAIT if running and (deadline is None or time.monotonic() < deadline) else None
         if stop.asked(study):
             opts.log(f"{label}stopped as asked at {done} of {target} trials; rerun the same command to continue")
             return None
