@@ -821,6 +821,20 @@ def export(
         out.print(line)
 
 
+def _config_for_csv(path: Path, target: str, output: Path | None, name: str) -> str:
+    """Read the user's table (its errors name row and column) and write a config for it."""
+    import os
+
+    from tunekit.components.data import csv
+    from tunekit.config.starter import csv_config
+
+    raw = csv(seed=0, path=str(path), target=target)
+    n_classes = len(set(raw.y.tolist())) if raw.task == "classification" else None
+    folder = output.resolve().parent if output is not None else Path.cwd()
+    data_path = os.path.relpath(path.resolve(), folder)
+    return csv_config(name, data_path, target, raw.task, len(raw.y), n_classes, raw.feature_names or [])
+
+
 def _templates() -> dict[str, str]:
     from importlib.resources import files
 
@@ -844,33 +858,44 @@ def init(
         typer.Option("-o", "--output", help="Write here (and tunekit.schema.json beside it) instead of stdout."),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    from_csv: Annotated[
+        Path | None, typer.Option("--from-csv", help="Write a config for this CSV of yours (with --target).")
+    ] = None,
+    target: Annotated[str | None, typer.Option("--target", help="With --from-csv: the column to predict.")] = None,
 ) -> None:
     """Write a commented starter config, with a modeline that gives editors completion.
 
     Example: tunekit init cnn -o my-cnn.yaml && tunekit validate my-cnn.yaml
+             tunekit init --from-csv houses.csv --target price -o houses.yaml
     """
+    import re
+
     from tunekit.errors import UsageError
     from tunekit.registry import did_you_mean
 
-    templates = _templates()
-    if template not in templates:
-        raise UsageError(
-            f"unknown template '{template}'",
-            did_you_mean(template, list(templates)) or f"choose one of: {', '.join(sorted(templates))}",
-        )
-    text = f"# yaml-language-server: $schema={SCHEMA_FILE}\n" + templates[template]
+    if (from_csv is None) != (target is None):
+        raise UsageError("--from-csv and --target go together", "e.g. tunekit init --from-csv data.csv --target y")
+    if output is not None and output.exists() and not force:
+        raise UsageError(f"{output} exists", "pass --force to overwrite it")
+    # The study is named after the file, as `search` would name it without a `name:` line.
+    stem = re.sub(r"[^A-Za-z0-9._-]", "-", (output or from_csv or Path(template)).stem).lstrip("._-")[:64]
+    if from_csv is not None:
+        text = _config_for_csv(from_csv, target, output, stem or "data")
+    else:
+        templates = _templates()
+        if template not in templates:
+            raise UsageError(
+                f"unknown template '{template}'",
+                did_you_mean(template, list(templates)) or f"choose one of: {', '.join(sorted(templates))}",
+            )
+        text = f"# yaml-language-server: $schema={SCHEMA_FILE}\n" + templates[template]
+        if output is not None:
+            text = re.sub(r"^name: \S+", f"name: {stem or template}", text, count=1, flags=re.M)
     if output is None:
         sys.stdout.write(text)
         return
-    if output.exists() and not force:
-        raise UsageError(f"{output} exists", "pass --force to overwrite it")
-    import re
-
     from tunekit.runs import write_json, write_text
 
-    # The study is named after the file, as `search` would name it without a `name:` line.
-    stem = re.sub(r"[^A-Za-z0-9._-]", "-", output.stem).lstrip("._-")[:64] or template
-    text = re.sub(r"^name: \S+", f"name: {stem}", text, count=1, flags=re.M)
     write_text(output, text)
     schema_path = output.parent / SCHEMA_FILE
     if not schema_path.exists():

@@ -75,3 +75,22 @@ def test_init_names_the_study_after_the_output_file(cli, tmp_path):
     assert cli("init", "regression", "-o", out).exit_code == 0
     assert load_config(str(out)).name == "my-house-prices"
     assert "name: regression" not in out.read_text()
+
+
+def test_init_from_csv_writes_a_config_for_the_users_table(cli, tmp_path):
+    table = tmp_path / "data" / "pets.csv"
+    table.parent.mkdir()
+    rows = ["weight,age,kind"] + [f"{3 + i % 7},{i % 12},{['cat', 'dog', 'bird'][i % 3]}" for i in range(90)]
+    table.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "configs" / "my pets.yaml"
+    out.parent.mkdir()
+    result = cli("init", "--from-csv", table, "--target", "kind", "-o", out)
+    assert result.exit_code == 0, result.stderr
+    text = out.read_text()
+    assert "the target 'kind' holds 3 classes" in text and "#   weight, age" in text
+    assert 'path: "../data/pets.csv"' in text  # relative to the config, which is where it is read from
+    config = load_config(str(out))
+    assert config.name == "my-pets" and config.data.args["path"] == str(table)
+    missing = cli("init", "--from-csv", table, "--target", "knd")
+    assert missing.exit_code == 4 and "did you mean 'kind'?" in missing.stderr
+    assert cli("init", "--target", "kind").exit_code == 2
