@@ -125,3 +125,62 @@ def test_a_widened_range_continues_the_study_and_a_narrowed_one_is_refused(tmp_p
     path.write_text(WIDE.replace("low: 1e-3, high: 1e-1", "low: 1e-4, high: 0.5").replace("[16, 32]", "[16, 32, 64]"))
     more_choices = tunekit(tmp_path, "search", path, "--trials", "8", "-q")
     assert more_choices.returncode == 5 and "Optuna cannot add choices" in more_choices.stderr
+
+
+# One problem per stage: a misspelled section key, an inverted range, a search key that addresses nothing.
+THREE_STAGES = """\
+name: three
+data: {name: iris}
+train: {epochs: 2, batchsize: 32}
+study: {trials: 2, pruner: {name: none}}
+search:
+  optimizer.lr: {low: 1e-1, high: 1e-3, log: true}
+  optimizer.lrr: {low: 1e-3, high: 1e-1}
+"""
+
+
+def test_every_problem_of_every_stage_at_once_in_file_order(tmp_path):
+    config(tmp_path, THREE_STAGES)
+    for command in (["validate", "c.yaml"], ["search", "c.yaml", "--runs", "runs"]):
+        result = tunekit(tmp_path, *command)
+        assert result.returncode == 3, result.stderr
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 3, result.stderr
+        assert errors[0].startswith("error: c.yaml:3: train.batchsize: unknown key in train")
+        assert errors[1].startswith("error: c.yaml:6: search.optimizer.lr: `low <= high` must hold")
+        assert errors[2].startswith("error: c.yaml:7: search.optimizer.lrr: ") and "did you mean 'lr'" in errors[2]
+        assert "internal error" not in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists()  # nothing written
+
+
+UNVARYING = """\
+name: unvarying
+data: {name: iris}
+model: {name: mlp, hidden: [8, 8]}
+train: {epochs: 2}
+study: {trials: 2, pruner: {name: none}}
+search:
+  optimizer.lr: {low: 1e-3, high: 1e-1, log: true}
+"""
+
+
+def test_keys_a_study_cannot_vary_and_list_indexes_are_config_errors(tmp_path):
+    entries = {
+        "study.trials": "{choices: [2, 3]}",
+        "seed": "{choices: [0, 1]}",
+        "name": "{choices: [a, b]}",
+        "train.device": "{choices: [cpu, auto]}",
+        "train.threads": "{choices: [1, 2]}",
+        "model.hidden.0": "{choices: [4, 8]}",
+        "optimizer.weight_decay": "{low: 0.0, high: 0.1, when: {optimizer.lr: [0.01]}}",
+    }
+    for key, entry in entries.items():
+        path = config(tmp_path, UNVARYING + f"  {key}: {entry}\n")
+        result = tunekit(tmp_path, "validate", path)
+        assert result.returncode == 3, (key, result.stderr)
+        assert f"c.yaml:8: search.{key}" in result.stderr and "(hint: " in result.stderr, result.stderr
+        assert "internal error" not in result.stderr, result.stderr
+    assert (
+        "search the whole list as choices instead"
+        in tunekit(tmp_path, "validate", config(tmp_path, UNVARYING + "  model.hidden.0: {choices: [4, 8]}\n")).stderr
+    )

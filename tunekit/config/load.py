@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import os
 from typing import Any
 
@@ -46,6 +47,44 @@ def resolve_data_path(raw: dict[str, Any], base_dir: str) -> None:
             data["path"] = os.path.normpath(os.path.join(base_dir, path))
 
 
+def _without(raw: dict[str, Any], paths: list[str]) -> dict[str, Any]:
+    """A copy of `raw` with the keys at `paths` removed: what is left falls back to its defaults."""
+    out = copy.deepcopy(raw)
+    for path in paths:
+        *parents, last = path.split(".")
+        node: Any = out
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return out
+
+
+def _every_problem(raw: dict[str, Any]) -> tuple[Config | None, list[Problem]]:
+    """Every problem of every stage, each once: the sections, each search entry's own shape, and each
+    entry's corners against the config.
+
+    Problems in the sections do not hide the search block's: the corners are checked against the
+    config with the faulty keys left out (their defaults in their place), skipping entries in a
+    section that has problems of its own, since those would only restate them. When the sections
+    cannot stand even so (no data, an unknown component), only the entries' own shapes are checked."""
+    config, problems = check_sections(raw)
+    checked = config
+    search = raw.get("search")
+    if config is None and isinstance(search, dict):
+        checked, still = check_sections(_without(raw, [p.path for p in problems]))
+        if checked is None or still:
+            checked = None
+            problems += SearchSpace.parse_entries(search)[1]
+    if checked is not None:
+        faulty = frozenset(p.path.split(".")[0] for p in problems)
+        problems += SearchSpace.parse(checked, faulty)[1]
+    unique: dict[tuple, Problem] = {}
+    for p in problems:
+        unique.setdefault((p.path, p.message), p)
+    return config, list(unique.values())
+
+
 def validate_document(doc: Document, overrides: dict[str, Any] | None = None, base_dir: str | None = None) -> Config:
     """Check every section and the search space; raise one ConfigError carrying every problem.
 
@@ -67,15 +106,12 @@ def validate_document(doc: Document, overrides: dict[str, Any] | None = None, ba
         base_dir = os.getcwd()
     if base_dir is not None:
         resolve_data_path(raw, base_dir)
-    config, problems = check_sections(raw)
-    if config is not None:
-        problems += SearchSpace.parse(config)[1]
-    elif isinstance(raw.get("search"), dict):
-        problems += SearchSpace.parse_entries(raw["search"])[1]
+    config, problems = _every_problem(raw)
     if problems:
         for p in problems:
             if p.line is None:
                 p.line = doc.line_of(p.path)
+        problems.sort(key=lambda p: math.inf if p.line is None else p.line)  # file order; stable within a line
         raise ConfigError(problems, doc.source)
     config.source = doc.source
     return config
