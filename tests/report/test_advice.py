@@ -228,3 +228,12 @@ def test_no_advice_to_cross_a_bound_no_value_can():
     rows += [({"model.dropout": 0.0, "loss.label_smoothing": 1.0}, 0.95, None)]
     advice = summarize(study_with(space, dists, rows), "mem")["advice"]
     assert not any("range" in a for a in advice), advice
+
+
+def test_no_edge_advice_on_a_handful_of_stepped_values():
+    stepped = {**LR, "low": 0.01, "high": 0.03, "log": False, "step": 0.01}
+    space = {"optimizer.lr": stepped}
+    dists = {"optimizer.lr": FloatDistribution(0.01, 0.03, step=0.01)}
+    rows = [({"optimizer.lr": v}, 0.5 + 10 * v, None) for v in (0.01, 0.02, 0.03) for _ in range(4)]
+    advice = summarize(study_with(space, dists, rows), "mem")["advice"]
+    assert not any("range" in a for a in advice), advice

@@ -64,8 +64,9 @@ def edge_of_range(space: dict, trials: list[dict], best: dict | None) -> list[st
         if dist["kind"] not in ("float", "int") or key not in best["params"] or not varies(dist):
             continue
         value = best["params"][key]
-        if dist["kind"] == "int" and dist["high"] - dist["low"] < 4:
-            continue  # a handful of integers: every value is an "edge"
+        step = dist.get("step") or (1 if dist["kind"] == "int" else None)
+        if step and math.floor((dist["high"] - dist["low"]) / step + 1e-9) + 1 < 5:
+            continue  # a handful of values on a step: every value is an "edge"
         pos = _position(value, dist["low"], dist["high"], dist["log"])
         where = f"the best value {_fmt(value)} sits at the %s of its range [{_fmt(dist['low'])}, {_fmt(dist['high'])}]"
         # No advice past a bound no value can cross: below 0 (dropout, weight decay, warmup), above 1
