@@ -236,3 +236,14 @@ def test_a_condition_on_a_continuous_range_is_an_error():
         "  optimizer.lr: {low: 0.01, high: 0.05, step: 0.01}\n"
         "  optimizer.weight_decay: {low: 0, high: 0.1, when: {optimizer.lr: [0.02]}}\n"
     )
+
+
+def test_a_broken_data_section_does_not_hide_the_search_blocks_problems():
+    text = "data: {name: irs}\nsearch:\n  optimizer.lrr: {low: 1e-3, high: 1e-1}\n  model..x: {low: 1, high: 2}\n"
+    with pytest.raises(ConfigError) as info:
+        validate_document(parse_yaml(text, "c.yaml"))
+    lines = info.value.lines()
+    assert len(lines) == 3, lines
+    assert "data.name: unknown dataset 'irs'" in lines[0]
+    assert "search.optimizer.lrr: value 0.001 gives an invalid config: unknown key" in lines[1]
+    assert "search.model..x: is not a dotted key" in lines[2]

@@ -60,21 +60,36 @@ def _without(raw: dict[str, Any], paths: list[str]) -> dict[str, Any]:
     return out
 
 
+def _stand_in(raw: dict[str, Any], problems: list[Problem]) -> Config | None:
+    """A config to check the search block's corners against when the sections have problems: the
+    faulty keys left out (their defaults in their place), else each faulty section replaced whole by
+    its defaults (the data by a bundled set: corners are checked without loading data). None when
+    even that does not stand (a search key switching a broken section, say)."""
+    first = _without(raw, [p.path for p in problems])
+    sections = {p.path.split(".")[0] for p in problems}
+    second = {k: v for k, v in first.items() if k not in sections or k == "search"}
+    if "data" in sections or "data" not in second:
+        second["data"] = {"name": "iris"}
+    for candidate in (first, second):
+        config, still = check_sections(candidate)
+        if config is not None and not still:
+            return config
+    return None
+
+
 def _every_problem(raw: dict[str, Any]) -> tuple[Config | None, list[Problem]]:
     """Every problem of every stage, each once: the sections, each search entry's own shape, and each
     entry's corners against the config.
 
-    Problems in the sections do not hide the search block's: the corners are checked against the
-    config with the faulty keys left out (their defaults in their place), skipping entries in a
-    section that has problems of its own, since those would only restate them. When the sections
-    cannot stand even so (no data, an unknown component), only the entries' own shapes are checked."""
+    Problems in the sections do not hide the search block's: the corners are checked against a
+    stand-in config (`_stand_in`), skipping entries in a section that has problems of its own, since
+    those would only restate them. When no stand-in holds, only the entries' own shapes are checked."""
     config, problems = check_sections(raw)
     checked = config
     search = raw.get("search")
     if config is None and isinstance(search, dict):
-        checked, still = check_sections(_without(raw, [p.path for p in problems]))
-        if checked is None or still:
-            checked = None
+        checked = _stand_in(raw, problems)
+        if checked is None:
             problems += SearchSpace.parse_entries(search)[1]
     if checked is not None:
         faulty = frozenset(p.path.split(".")[0] for p in problems)

@@ -164,6 +164,10 @@ def _parse_entry(key: str, spec: Any) -> tuple[Param | None, list[Problem]]:
     fixed = unsearchable(key)
     if fixed:
         return None, [Problem(where, fixed[0], hint=fixed[1])]
+    if any(not part for part in key.split(".")):
+        return None, [
+            Problem(where, "is not a dotted key: every part between dots needs a name", hint="e.g. optimizer.lr")
+        ]
     if any(part.isdigit() for part in key.split(".")):
         return None, [Problem(where, "a search key cannot index into a list", hint=LIST_HINT)]
     if not isinstance(spec, dict):
@@ -281,7 +285,7 @@ class SearchSpace:
             ordered = _define_by_run_order(usable)
         except ConfigError as exc:  # a cycle of conditions: reported beside everything else
             problems += exc.problems
-            ordered = usable
+            ordered = [p for p in usable if not p.when]  # conditional corners would read the cycle
         space = cls(ordered)
         problems += space._check_against_config(config, skip_sections, searched=set(map(str, config.search)))
         return space, problems
