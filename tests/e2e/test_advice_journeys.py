@@ -184,3 +184,32 @@ def test_keys_a_study_cannot_vary_and_list_indexes_are_config_errors(tmp_path):
         "search the whole list as choices instead"
         in tunekit(tmp_path, "validate", config(tmp_path, UNVARYING + "  model.hidden.0: {choices: [4, 8]}\n")).stderr
     )
+
+
+REFUSED_CORNERS = """\
+name: corners
+data: {name: iris}
+model: {name: mlp, hidden: [8], dropout: 0.1}
+optimizer: {name: adam, lr: 0.01}
+train: {epochs: 2}
+study: {trials: 2, pruner: {name: none}}
+search:
+  model.dropout: {low: 0.1, high: 1.5}
+  optimizer.name: {choices: [adam, sgd]}
+  optimizer.momentum: {low: 0.5, high: 0.9, when: {optimizer.name: [sgd]}}
+  optimizer.nesterov: {choices: [false, true], when: {optimizer.name: [sgd]}}
+  optimizer.lr: {low: -1, high: 0.1}
+"""
+
+
+def test_corners_torch_rejects_are_config_errors_before_any_trial(tmp_path):
+    config(tmp_path, REFUSED_CORNERS)
+    for command in (["validate", "c.yaml"], ["search", "c.yaml", "--runs", "runs"]):
+        result = tunekit(tmp_path, *command)
+        assert result.returncode == 3, result.stderr
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        assert errors == [
+            "error: c.yaml:8: search.model.dropout: value 1.5 is refused: dropout must be in [0, 1), got 1.5",
+            "error: c.yaml:12: search.optimizer.lr: value -1.0 is refused: Invalid learning rate: -1.0",
+        ], result.stderr  # nesterov: true is fine: the searched momentum gives it one
+    assert not (tmp_path / "runs").exists()

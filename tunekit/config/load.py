@@ -129,6 +129,8 @@ def validate_document(doc: Document, overrides: dict[str, Any] | None = None, ba
         problems.sort(key=lambda p: math.inf if p.line is None else p.line)  # file order; stable within a line
         raise ConfigError(problems, doc.source)
     config.source = doc.source
+    # For the checks that run later, on real data (tunekit.train.build.corner_problems).
+    config.lines = {f"search.{k}": doc.line_of(f"search.{k}") for k in config.search if doc.line_of(f"search.{k}")}
     return config
 
 

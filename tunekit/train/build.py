@@ -9,6 +9,7 @@ error with its dotted key, instead of a failed trial an hour in.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,7 +23,7 @@ from tunekit.components.losses import LOSSES
 from tunekit.components.optimizers import build_optimizer
 from tunekit.components.schedules import LRSchedule, build_schedule
 from tunekit.config.paths import apply_params
-from tunekit.config.sections import Config, check_sections, lookup
+from tunekit.config.sections import SECTIONS, Config, check_sections, lookup
 from tunekit.errors import ConfigError, DataError, Problem
 from tunekit.registry import did_you_mean
 from tunekit.train.batches import steps_per_epoch
@@ -118,6 +119,7 @@ def resolve(config: Config, split: Split) -> Config:
     if problems:
         raise ConfigError(problems, config.source)
     resolved.source = config.source
+    resolved.lines = config.lines
     return resolved
 
 
@@ -277,3 +279,56 @@ def set_threads(threads: int | None) -> None:
     """torch threads for this process (a worker sets its own share of the cores)."""
     if threads:
         torch.set_num_threads(threads)
+
+
+def corner_problems(config: Config, space, split: Split) -> list[Problem]:
+    """Each search entry's extreme values (low, high, every choice) built for real, on CPU, with the
+    base config's data: a value torch itself rejects (a dropout above 1, a negative lr) is a config
+    problem of that entry before the first trial, not a failed trial. One problem per entry, the
+    first refused value's. `config` is the resolved base config (tunekit.config.space has already
+    checked the corners' keys and types; a corner that fails there is not built).
+
+    A value is refused only when no trial could take it: it fails with the other entries at their
+    base values and with each other entry moved to each of its own extremes (`nesterov: true`
+    needs a momentum, which another entry supplies). An entry in a section whose component is
+    searched is built under the first component its `when:` allows."""
+    problems = []
+    for p in space:
+        section = p.key.split(".")[0]
+        if section == "data":
+            continue  # another split is its trial's to load; built on the base data it would prove nothing
+        context = {k: v[0] for k, v in p.when.items()}
+        switch = space.get(f"{section}.{SECTIONS[section].name_key}") if section in SECTIONS else None
+        if switch is not None and switch.key != p.key and switch.key not in context:
+            context[switch.key] = switch.choices[0]
+        others = [{}] + [
+            {q.key: v} for q in space if q.key != p.key and q.key not in context for v in q.representatives()
+        ]
+        for value in p.representatives():
+            refused = None
+            for other in others:
+                corner, found = check_sections(apply_params(config.raw, {**other, **context, p.key: value}))
+                if corner is None or found:
+                    continue  # not a config a trial could have (checked by tunekit.config.space)
+                try:
+                    build_run(resolve(corner, split), torch.device("cpu"), config.seed, split=split)
+                except ConfigError as exc:
+                    refused = refused or exc.problems[0]
+                    continue
+                except DataError:
+                    pass  # a data problem of this corner: left to its trial
+                refused = None
+                break
+            if refused is not None:
+                detail = refused.message if refused.path in (p.key, section) else f"{refused.path}: {refused.message}"
+                where = f"search.{p.key}"
+                problems.append(
+                    Problem(
+                        where,
+                        f"value {json.dumps(value)} is refused: {detail}",
+                        line=config.lines.get(where),
+                        hint=refused.hint,
+                    )
+                )
+                break
+    return problems
