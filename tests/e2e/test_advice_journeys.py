@@ -213,3 +213,26 @@ def test_corners_torch_rejects_are_config_errors_before_any_trial(tmp_path):
             "error: c.yaml:12: search.optimizer.lr: value -1.0 is refused: Invalid learning rate: -1.0",
         ], result.stderr  # nesterov: true is fine: the searched momentum gives it one
     assert not (tmp_path / "runs").exists()
+
+
+GRID = """\
+name: gridwide
+data: {name: iris}
+model: {name: mlp, hidden: [8]}
+train: {epochs: 2}
+study: {trials: 10, sampler: {name: bruteforce}, pruner: {name: none}}
+search:
+  train.epochs: {low: 2, high: 3}
+"""
+
+
+def test_a_widened_grid_walks_its_new_points(tmp_path):
+    path = config(tmp_path, GRID)
+    first = tunekit(tmp_path, "search", path, "-q", "--json")
+    assert first.returncode == 0, first.stderr
+    assert sorted(t["params"]["train.epochs"] for t in json.loads(first.stdout)["trials"]) == [2, 3]
+    path.write_text(GRID.replace("low: 2, high: 3", "low: 1, high: 4"))
+    wider = tunekit(tmp_path, "search", path, "--json")
+    assert wider.returncode == 0, wider.stderr
+    assert "search.train.epochs [2, 3] -> [1, 4]" in wider.stderr
+    assert sorted(t["params"]["train.epochs"] for t in json.loads(wider.stdout)["trials"]) == [1, 2, 3, 4]
