@@ -236,3 +236,18 @@ def test_a_widened_grid_walks_its_new_points(tmp_path):
     assert wider.returncode == 0, wider.stderr
     assert "search.train.epochs [2, 3] -> [1, 4]" in wider.stderr
     assert sorted(t["params"]["train.epochs"] for t in json.loads(wider.stdout)["trials"]) == [1, 2, 3, 4]
+
+
+def test_every_component_torch_refuses_at_once(tmp_path):
+    config(
+        tmp_path,
+        "data: {name: iris}\n"
+        "model: {name: mlp, hidden: [8], dropout: 1.5}\n"
+        "optimizer: {name: adam, betas: [0.9, 1.5]}\n"
+        "schedule: {name: step, step_size: 0}\n"
+        "train: {epochs: 2}\n",
+    )
+    result = tunekit(tmp_path, "validate", "c.yaml")
+    assert result.returncode == 3, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert [e.split(":")[2:4] for e in errors] == [["2", " model"], ["3", " optimizer"], ["4", " schedule"]], errors

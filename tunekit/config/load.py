@@ -130,7 +130,8 @@ def validate_document(doc: Document, overrides: dict[str, Any] | None = None, ba
         raise ConfigError(problems, doc.source)
     config.source = doc.source
     # For the checks that run later, on real data (tunekit.train.build.corner_problems).
-    config.lines = {f"search.{k}": doc.line_of(f"search.{k}") for k in config.search if doc.line_of(f"search.{k}")}
+    keys = [*(f"search.{k}" for k in config.search), *(str(k) for k in raw if k != "search")]
+    config.lines = {k: doc.line_of(k) for k in keys if doc.line_of(k) is not None}
     return config
 
 

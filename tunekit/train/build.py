@@ -252,9 +252,73 @@ def build_checked(config: Config) -> tuple[Config, Run]:
     """`check_buildable`, also returning the Run it built (on CPU, with the config's own seed)."""
     split = load_data(config)
     config = resolve(config, split)
-    run = build_run(config, torch.device("cpu"), config.seed, split=split)
+    try:
+        run = build_run(config, torch.device("cpu"), config.seed, split=split)
+    except ConfigError as exc:
+        problems = _every_build_problem(config, split) or exc.problems
+        for p in problems:
+            p.line = p.line if p.line is not None else config.lines.get(p.path)
+        raise ConfigError(problems, config.source) from None
     resolve_device(config.train.device)
     return config, run
+
+
+def _every_build_problem(config: Config, split: Split) -> list[Problem]:
+    """Every component torch refuses, not just the first: each is built on its own, a refused one
+    replaced by a plain stand-in (a linear model, SGD) so the ones after it are still tried."""
+    problems: list[Problem] = []
+
+    def attempt(build: Callable, stand_in: Callable):
+        try:
+            return build()
+        except ConfigError as exc:
+            problems.extend(
+                p for p in exc.problems if (p.path, p.message) not in {(q.path, q.message) for q in problems}
+            )
+            return stand_in()
+
+    def linear() -> nn.Module:
+        n_in = 1
+        for d in split.input_shape:
+            n_in *= d
+        return nn.Sequential(nn.Flatten(), nn.Linear(n_in, max(1, split.n_classes or 1)))
+
+    before = len(problems)
+    model = attempt(lambda: build_model(config, split), linear)
+    if config.train.finetune is not None and len(problems) == before:  # a stand-in model has no checkpoint to match
+        try:
+            attempt(lambda: apply_finetune(model, config.train.finetune, config.source), lambda: None)
+        except DataError:
+            pass  # the checkpoint itself is missing: build_run reports it once the config problems are fixed
+    opt, sched = config.optimizer, config.schedule
+    optimizer = attempt(
+        lambda: _constructed(
+            "optimizer", lambda: build_optimizer(model, opt.name, opt.args, opt.decay_bias_and_norm), config.source
+        ),
+        lambda: torch.optim.SGD(model.parameters(), lr=0.1),
+    )
+    attempt(
+        lambda: _constructed(
+            "schedule",
+            lambda: build_schedule(
+                optimizer,
+                sched.name,
+                sched.args,
+                sched.warmup_epochs,
+                sched.warmup_steps,
+                sched.interval,
+                config.train.epochs,
+                steps_per_epoch(len(split.X_train), config.train.batch_size),
+            ),
+            config.source,
+        ),
+        lambda: None,
+    )
+    spec = LOSSES.get(config.loss.name)
+    attempt(lambda: _constructed("loss", lambda: spec.build(**config.loss.args), config.source), lambda: None)
+    if not problems:  # the refusal was one build_run checks beyond the components (batch norm on batches of 1, ...)
+        return []
+    return problems
 
 
 def warm_up(config: Config, device_spec: str) -> None:
