@@ -79,7 +79,8 @@ def edge_of_range(space: dict, trials: list[dict], best: dict | None) -> list[st
             )
         elif pos <= EDGE and dist["low"] != 0:
             out.append(
-                f"{key}: {where % 'bottom'}; lower `low` (the optimum may lie beyond) and rerun the same search: "
+                f"{key}: {where % 'bottom'}; lower `low`{' by a multiple of `step`' if dist.get('step') else ''} "
+                "(the optimum may lie beyond) and rerun the same search: "
                 "a wider range continues this study"
             )
     return out
