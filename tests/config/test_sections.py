@@ -29,14 +29,14 @@ optimizer: {name: adamw, lr: '1e-3'}
 train: {epochs: true, batch_size: fulll}
 studdy: {}
 """
-    assert problems(text) == [
-        "c.yaml:5: studdy: unknown section (hint: did you mean 'study'?)",
+    assert problems(text) == [  # in file order
         "c.yaml:1: data.name: unknown dataset 'digts' (hint: did you mean 'digits'?)",
         "c.yaml:2: model.hiden: unknown key for model 'mlp' (hint: did you mean 'hidden'?)",
         "c.yaml:2: model.activation: 'rleu' is not one of: relu, leaky_relu, elu, selu, gelu, silu, mish, tanh, sigmoid, softplus, identity (hint: did you mean 'relu'?)",
         "c.yaml:3: optimizer.lr: Input should be a valid number, got str '1e-3' (hint: write numbers without quotes)",
         "c.yaml:4: train.epochs: Input should be a valid integer, got bool True",
         "c.yaml:4: train.batch_size: must be an integer or 'full', got 'fulll' (did you mean 'full'?)",
+        "c.yaml:5: studdy: unknown section (hint: did you mean 'study'?)",
     ]
 
 

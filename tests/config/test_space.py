@@ -176,3 +176,74 @@ def test_inactive_entries_do_not_multiply_the_space():
     assert len(points) == 6 and len({point_key(p) for p in points}) == 6
     assert all("optimizer.momentum" not in p for p in points if p["optimizer.name"] == "adam")
     assert SearchSpace.from_fingerprint(space.fingerprint()).size() == 6
+
+
+def test_every_stage_reports_at_once_in_file_order():
+    # A section problem, an entry with a bad shape and an entry that addresses nothing: all three.
+    text = (
+        "data: {name: iris}\n"
+        "train: {epochs: 2, batchsize: 32}\n"
+        "search:\n"
+        "  optimizer.lr: {low: 1e-1, high: 1e-3, log: true}\n"
+        "  optimizer.lrr: {low: 1e-3, high: 1e-1}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        validate_document(parse_yaml(text, "c.yaml"))
+    lines = info.value.lines()
+    assert [line.split(":")[1:3] for line in lines] == [
+        ["2", " train.batchsize"],
+        ["4", " search.optimizer.lr"],
+        ["5", " search.optimizer.lrr"],
+    ], lines
+
+
+def test_no_cascade_from_an_entry_or_section_with_problems():
+    text = (
+        "data: {name: iris}\n"
+        "optimizer: {name: adamm}\n"  # the section's own problem; its entries' corners are not checked
+        "search:\n"
+        "  optimizer.lr: {low: 1e-3, high: 1e-1}\n"
+        "  model.dropout: {low: 0.5, high: 0.1}\n"
+        "  model.norm: {choices: [none, batch], when: {model.dropout: [0.2]}}\n"  # reads a broken entry
+    )
+    with pytest.raises(ConfigError) as info:
+        validate_document(parse_yaml(text, "c.yaml"))
+    assert [line.split(":")[2].strip() for line in info.value.lines()] == ["optimizer.name", "search.model.dropout"]
+
+
+@pytest.mark.parametrize(
+    "key", ["name", "seed", "study.trials", "study.sampler.name", "search", "train.device", "train.threads"]
+)
+def test_keys_a_study_cannot_vary(key):
+    (line,) = errors(f"  {key}: {{choices: [1, 2]}}\n")
+    assert f"search.{key}:" in line and "cannot" in line and "(hint: " in line
+
+
+def test_a_search_key_cannot_index_into_a_list():
+    (line,) = errors("  model.hidden.0: {choices: [4, 8]}\n")
+    assert "search.model.hidden.0: a search key cannot index into a list" in line
+    assert "search the whole list as choices instead" in line
+    (line,) = errors("  model.hidden.first: {choices: [4, 8]}\n")
+    assert "model.hidden is a list" in line and "search the whole list as choices instead" in line
+
+
+def test_a_condition_on_a_continuous_range_is_an_error():
+    (line,) = errors(
+        "  optimizer.lr: {low: 1e-3, high: 1e-1}\n  optimizer.weight_decay: {low: 0, high: 0.1, when: {optimizer.lr: [0.01]}}\n"
+    )
+    assert "a condition on a continuous range never holds" in line and "give search.optimizer.lr a step" in line
+    space_of(  # a stepped range has values to name
+        "  optimizer.lr: {low: 0.01, high: 0.05, step: 0.01}\n"
+        "  optimizer.weight_decay: {low: 0, high: 0.1, when: {optimizer.lr: [0.02]}}\n"
+    )
+
+
+def test_a_broken_data_section_does_not_hide_the_search_blocks_problems():
+    text = "data: {name: irs}\nsearch:\n  optimizer.lrr: {low: 1e-3, high: 1e-1}\n  model..x: {low: 1, high: 2}\n"
+    with pytest.raises(ConfigError) as info:
+        validate_document(parse_yaml(text, "c.yaml"))
+    lines = info.value.lines()
+    assert len(lines) == 3, lines
+    assert "data.name: unknown dataset 'irs'" in lines[0]
+    assert "search.optimizer.lrr: value 0.001 gives an invalid config: unknown key" in lines[1]
+    assert "search.model..x: is not a dotted key" in lines[2]

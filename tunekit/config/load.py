@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 from typing import Any
 
@@ -47,6 +48,59 @@ def resolve_data_path(raw: dict[str, Any], base_dir: str) -> None:
             data["path"] = os.path.normpath(os.path.join(base_dir, path))
 
 
+def _without(raw: dict[str, Any], paths: list[str]) -> dict[str, Any]:
+    """A copy of `raw` with the keys at `paths` removed: what is left falls back to its defaults."""
+    out = copy.deepcopy(raw)
+    for path in paths:
+        *parents, last = path.split(".")
+        node: Any = out
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return out
+
+
+def _stand_in(raw: dict[str, Any], problems: list[Problem]) -> Config | None:
+    """A config to check the search block's corners against when the sections have problems: the
+    faulty keys left out (their defaults in their place), else each faulty section replaced whole by
+    its defaults (the data by a bundled set: corners are checked without loading data). None when
+    even that does not stand (a search key switching a broken section, say)."""
+    first = _without(raw, [p.path for p in problems])
+    sections = {p.path.split(".")[0] for p in problems}
+    second = {k: v for k, v in first.items() if k not in sections or k == "search"}
+    if "data" in sections or "data" not in second:
+        second["data"] = {"name": "iris"}
+    for candidate in (first, second):
+        config, still = check_sections(candidate)
+        if config is not None and not still:
+            return config
+    return None
+
+
+def _every_problem(raw: dict[str, Any]) -> tuple[Config | None, list[Problem]]:
+    """Every problem of every stage, each once: the sections, each search entry's own shape, and each
+    entry's corners against the config.
+
+    Problems in the sections do not hide the search block's: the corners are checked against a
+    stand-in config (`_stand_in`), skipping entries in a section that has problems of its own, since
+    those would only restate them. When no stand-in holds, only the entries' own shapes are checked."""
+    config, problems = check_sections(raw)
+    checked = config
+    search = raw.get("search")
+    if config is None and isinstance(search, dict):
+        checked = _stand_in(raw, problems)
+        if checked is None:
+            problems += SearchSpace.parse_entries(search)[1]
+    if checked is not None:
+        faulty = frozenset(p.path.split(".")[0] for p in problems)
+        problems += SearchSpace.parse(checked, faulty)[1]
+    unique: dict[tuple, Problem] = {}
+    for p in problems:
+        unique.setdefault((p.path, p.message), p)
+    return config, list(unique.values())
+
+
 def validate_document(doc: Document, overrides: dict[str, Any] | None = None, base_dir: str | None = None) -> Config:
     """Check every section and the search space; raise one ConfigError carrying every problem.
 
@@ -68,11 +122,7 @@ def validate_document(doc: Document, overrides: dict[str, Any] | None = None, ba
         base_dir = os.getcwd()
     if base_dir is not None:
         resolve_data_path(raw, base_dir)
-    config, problems = check_sections(raw)
-    if config is not None:
-        problems += SearchSpace.parse(config)[1]
-    elif isinstance(raw.get("search"), dict):
-        problems += SearchSpace.parse_entries(raw["search"])[1]
+    config, problems = _every_problem(raw)
     if problems:
         for p in problems:
             given = next((k for k in overrides if p.path == k or p.path.startswith(k + ".")), None)
@@ -80,8 +130,12 @@ def validate_document(doc: Document, overrides: dict[str, Any] | None = None, ba
                 p.origin, p.line = f"--set {given}={_shown(overrides[given])}", None
             elif p.line is None:
                 p.line = doc.line_of(p.path)
+        problems.sort(key=lambda p: math.inf if p.line is None else p.line)  # file order; stable within a line
         raise ConfigError(problems, doc.source)
     config.source = doc.source
+    # For the checks that run later, on real data (tunekit.train.build.corner_problems).
+    keys = [*(f"search.{k}" for k in config.search), *(str(k) for k in raw if k != "search")]
+    config.lines = {k: doc.line_of(k) for k in keys if doc.line_of(k) is not None}
     return config
 
 

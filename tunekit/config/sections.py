@@ -502,6 +502,7 @@ class Config:
     search: dict[str, Any]
     raw: dict[str, Any] = field(repr=False)
     source: str | None = None
+    lines: dict[str, int] = field(default_factory=dict, repr=False)  # file line of each search entry, where known
 
 
 def check_sections(raw: dict[str, Any]) -> tuple[Config | None, list[Problem]]:

@@ -121,8 +121,55 @@ class Param:
         }
 
 
+# Keys a study cannot vary between its trials, with why and what to do instead.
+# `seed` is among them: it fixes the data split, so trials with other seeds would be scored on
+# other validation rows and their values would not compare. Each trial already trains with its
+# own seed (from `seed` and the trial number); `train --best --seeds K` measures the spread.
+UNSEARCHABLE = {
+    "name": ("the study's name cannot vary between its trials", "name a study with --study NAME"),
+    "seed": (
+        "the seed cannot be searched: it fixes the data split, so trials with other seeds would be scored "
+        "on other validation rows",
+        "each trial already trains with its own seed; measure seed-to-seed spread with "
+        "`tunekit train --best --seeds 5`",
+    ),
+    "study": (
+        "the study's own settings (metric, trials, sampler, pruner) cannot vary between its trials",
+        "set them under study:, or run a second study with --study NEW_NAME",
+    ),
+    "search": ("the search block cannot search itself", "search keys of the other sections"),
+    "train.device": (
+        "where a trial runs is not what it is: train.device cannot be searched",
+        "set train.device, or pass --devices to search",
+    ),
+    "train.threads": (
+        "how many threads a trial uses is not what it is: train.threads cannot be searched",
+        "set train.threads; --workers divides the cores among workers",
+    ),
+}
+
+
+def unsearchable(key: str) -> tuple[str, str] | None:
+    for fixed, why in UNSEARCHABLE.items():
+        if key == fixed or key.startswith(fixed + "."):
+            return why
+    return None
+
+
+LIST_HINT = "search the whole list as choices instead, e.g. model.hidden: {choices: [[64], [128, 64]]}"
+
+
 def _parse_entry(key: str, spec: Any) -> tuple[Param | None, list[Problem]]:
     where = f"search.{key}"
+    fixed = unsearchable(key)
+    if fixed:
+        return None, [Problem(where, fixed[0], hint=fixed[1])]
+    if any(not part for part in key.split(".")):
+        return None, [
+            Problem(where, "is not a dotted key: every part between dots needs a name", hint="e.g. optimizer.lr")
+        ]
+    if any(part.isdigit() for part in key.split(".")):
+        return None, [Problem(where, "a search key cannot index into a list", hint=LIST_HINT)]
     if not isinstance(spec, dict):
         return None, [
             Problem(
@@ -233,12 +280,19 @@ class SearchSpace:
         return next((p for p in self.params if p.key == key), None)
 
     @classmethod
-    def parse(cls, config: Config) -> tuple[SearchSpace, list[Problem]]:
+    def parse(cls, config: Config, skip_sections: frozenset[str] = frozenset()) -> tuple[SearchSpace, list[Problem]]:
+        """Every problem of the `search:` block: each entry's own shape, and the corners of every
+        entry that has a sound shape (and sound conditions) against the config. `skip_sections`:
+        sections that already have problems of their own, whose entries' corners would only repeat them."""
         params, problems = cls.parse_entries(config.search)
-        if problems:
-            return cls(params), problems
-        space = cls(_define_by_run_order(params))
-        problems += space._check_against_config(config)
+        usable = _usable(params, problems)
+        try:
+            ordered = _define_by_run_order(usable)
+        except ConfigError as exc:  # a cycle of conditions: reported beside everything else
+            problems += exc.problems
+            ordered = [p for p in usable if not p.when]  # conditional corners would read the cycle
+        space = cls(ordered)
+        problems += space._check_against_config(config, skip_sections, searched=set(map(str, config.search)))
         return space, problems
 
     @staticmethod
@@ -251,10 +305,12 @@ class SearchSpace:
             if param:
                 params.append(param)
         by_key = {p.key: p for p in params}
-        problems += _check_conditions(params, by_key)
+        problems += _check_conditions(params, by_key, {str(k) for k in search})
         return params, problems
 
-    def _check_against_config(self, config: Config) -> list[Problem]:
+    def _check_against_config(
+        self, config: Config, skip_sections: frozenset[str] = frozenset(), searched: set[str] | None = None
+    ) -> list[Problem]:
         """Substitute each entry's extreme values into the base config and validate the result.
 
         An entry in a section whose component is itself searched (optimizer.momentum beside
@@ -264,13 +320,28 @@ class SearchSpace:
         problems = []
         for p in self.params:
             section = p.key.split(".")[0]
+            if section in skip_sections:
+                continue
+            inside = _inside_a_value(config.raw, p.key)
+            if inside:
+                problems.append(inside)
+                continue
             spec = SECTIONS.get(section)
-            switch = self.get(f"{section}.{spec.name_key}") if spec else None
+            switch_key = f"{section}.{spec.name_key}" if spec else None
+            switch = self.get(switch_key) if spec else None
+            if switch is None and switch_key in (searched or ()) and switch_key != p.key:
+                continue  # the component is searched by an entry with problems of its own: nothing to check under
             if switch is None or switch.key == p.key:
                 branches = [{}]
             else:
                 allowed = p.when.get(switch.key, switch.choices)
-                branches = [{switch.key: c} for c in switch.choices if _label(c) in [_label(a) for a in allowed]]
+                branches = [
+                    {switch.key: c}
+                    for c in switch.choices
+                    if _label(c) in [_label(a) for a in allowed] and c not in self._failing(config, switch)
+                ]
+                if not branches:
+                    continue  # every component it could sit under is itself refused (reported there)
             context = {k: v[0] for k, v in p.when.items()}
             failures = {}
             for branch in branches:
@@ -300,6 +371,13 @@ class SearchSpace:
                 )
             )
         return problems
+
+    def _failing(self, config: Config, p: Param) -> list[Any]:
+        """The values of `p` that alone give an invalid config (an unknown component name, say)."""
+        cache = self.__dict__.setdefault("_failing_cache", {})
+        if p.key not in cache:
+            cache[p.key] = [v for v in p.representatives() if check_sections(apply_params(config.raw, {p.key: v}))[1]]
+        return cache[p.key]
 
     def sample(self, trial) -> dict[str, Any]:
         """Suggest every active entry; an entry whose condition fails is never sampled."""
@@ -395,7 +473,9 @@ def point_key(params: dict[str, Any]) -> str:
     return json.dumps(params, sort_keys=True)
 
 
-def _check_conditions(params: list[Param], by_key: dict[str, Param]) -> list[Problem]:
+def _check_conditions(params: list[Param], by_key: dict[str, Param], searched: set[str] = frozenset()) -> list[Problem]:
+    """`searched`: every key of the search block, also those whose entry has problems of its own (a
+    condition on one of them is not checked: its entry's problem says what to fix)."""
     problems = []
     for p in params:
         for k, allowed in p.when.items():
@@ -403,6 +483,8 @@ def _check_conditions(params: list[Param], by_key: dict[str, Param]) -> list[Pro
             parent = by_key.get(k)
             if k == p.key:
                 problems.append(Problem(where, "an entry cannot be conditional on itself"))
+            elif parent is None and k in searched:
+                continue
             elif parent is None:
                 problems.append(
                     Problem(
@@ -411,6 +493,21 @@ def _check_conditions(params: list[Param], by_key: dict[str, Param]) -> list[Pro
                         hint=did_you_mean(k, list(by_key)) or "condition on a key that is searched",
                     )
                 )
+            elif parent.kind == "float" and not parent.step:
+                problems.append(
+                    Problem(
+                        where,
+                        f"a condition on a continuous range never holds: a float drawn from {k} is almost never "
+                        "exactly a listed value",
+                        hint=f"condition on a categorical entry, or give search.{k} a step",
+                    )
+                )
+            elif parent.kind != "categorical":
+                for v in allowed:
+                    if not parent.contains(v):
+                        problems.append(
+                            Problem(where, f"{json.dumps(v)} is outside the range of {k}: {parent.describe()}")
+                        )
             elif parent.kind == "categorical":
                 for v in allowed:
                     if _label(v) not in parent.labels:
@@ -422,6 +519,45 @@ def _check_conditions(params: list[Param], by_key: dict[str, Param]) -> list[Pro
                             )
                         )
     return problems
+
+
+def _usable(params: list[Param], problems: list[Problem]) -> list[Param]:
+    """The entries without problems of their own whose conditions read only such entries."""
+    flagged = {
+        p.key
+        for p in params
+        if any(q.path == f"search.{p.key}" or q.path.startswith(f"search.{p.key}.") for q in problems)
+    }
+    usable = {p.key: p for p in params if p.key not in flagged}
+    changed = True
+    while changed:
+        changed = False
+        for key, p in list(usable.items()):
+            if any(k not in usable or k == key for k in p.when):
+                del usable[key]
+                changed = True
+    return [p for p in params if p.key in usable]
+
+
+def _inside_a_value(raw: dict, key: str) -> Problem | None:
+    """A search key that walks into a list or a plain value of the base config (`model.hidden.x`)."""
+    node: Any = raw
+    parts = key.split(".")
+    for i, part in enumerate(parts[:-1]):
+        node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, list):
+            return Problem(
+                f"search.{key}",
+                f"{'.'.join(parts[: i + 1])} is a list: a search key cannot index into it",
+                hint=LIST_HINT,
+            )
+        if node is not None and not isinstance(node, dict):
+            return Problem(
+                f"search.{key}",
+                f"{'.'.join(parts[: i + 1])} is a value ({json.dumps(node)}), not a mapping: nothing to search inside it",
+                hint=f"search {'.'.join(parts[: i + 1])} itself",
+            )
+    return None
 
 
 def _define_by_run_order(params: list[Param]) -> list[Param]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import optuna
 
-from tunekit.report.advice import advise
+from tunekit.report.advice import CONFIG_FAILURES, advise
 
 
 def _state(trial) -> str:
@@ -90,15 +90,56 @@ def _optuna_importance():
     return optuna.importance
 
 
-def importance(study) -> dict[str, float]:
-    """Each parameter's share of the metric's variance (Optuna's PED-ANOVA); {} when too few trials."""
-
+def _scored_trials(study) -> list:
+    """The trials importance is computed on: the completed ones, plus those that failed for a reason
+    of their config (diverged, vanishing gradients, out of memory), given the worst completed value
+    of the first objective. A parameter that decides whether trials fail then comes out important;
+    on completed trials alone it would look constant (every survivor has the same value) and
+    "barely matter". Pruned trials and trials cut off by a signal, a lost worker or --timeout say
+    nothing about their config and stay out."""
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
-    if len(complete) < 3 or not any(t.params for t in complete):
+    failed = [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.state == optuna.trial.TrialState.FAIL and t.params and outcome(t).get("reason") in CONFIG_FAILURES
+    ]
+    if not failed or not complete:
+        return complete
+    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    firsts = [t.values[0] for t in complete]
+    worst = min(firsts) if maximize else max(firsts)
+    return complete + [
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.COMPLETE,
+            values=[worst] * len(study.directions),
+            params=t.params,
+            distributions=t.distributions,
+        )
+        for t in failed
+    ]
+
+
+def importance(study) -> dict[str, float]:
+    """Each parameter's share of the metric's variance (Optuna's PED-ANOVA); {} when too few trials.
+    Computed on `_scored_trials`: config failures count as the worst completed value."""
+
+    scored = _scored_trials(study)
+    if len(scored) < 3 or not any(t.params for t in scored):
         return {}
     try:
         target = None
-        if len(study.directions) > 1:
+        several = len(study.directions) > 1
+        if several or len(scored) > len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))):
+            # A copy of the study holding exactly the scored trials (optuna.importance reads a study).
+            level = optuna.logging.get_verbosity()
+            optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created in memory"
+            try:
+                copy = optuna.create_study(directions=study.directions)
+            finally:
+                optuna.logging.set_verbosity(level)
+            copy.add_trials(scored)
+            study = copy
+        if several:
             # Importance for the first objective; PED-ANOVA reads its target as lower-is-better.
             sign = -1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
             target = lambda t: sign * t.values[0]

@@ -15,7 +15,7 @@ from tunekit.config.sections import Config
 from tunekit.config.space import SearchSpace
 from tunekit.errors import ConfigError
 from tunekit.train.batches import rows_per_batch
-from tunekit.train.build import build_checked, build_run, resolve_device
+from tunekit.train.build import build_checked, build_run, corner_problems, resolve_device
 from tunekit.train.vectorized import population_problems
 
 
@@ -71,7 +71,7 @@ def preflight(config: Config, *, step: bool = False, device: str | None = None) 
 
     config, run = build_checked(config)
     space, _ = SearchSpace.parse(config)
-    problems = population_problems(config, space, run)
+    problems = corner_problems(config, space, run.split) or population_problems(config, space, run)
     if problems:
         raise ConfigError(problems, config.source)
     build_sampler_and_pruner(config, space)

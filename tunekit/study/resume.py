@@ -2,7 +2,9 @@
 
 A study remembers its search space (fingerprint), its base config and, for a data file, the file's
 size, modification time and sha256; a rerun whose space, config or data differs is refused with the
-difference shown, since Optuna would otherwise mix incompatible trials silently. `--fresh` archives
+difference shown, since Optuna would otherwise mix incompatible trials silently. One change is
+allowed: a float or int range that only widened (lower low, higher high) continues the study,
+with a note, since every earlier trial lies inside the new range. `--fresh` archives
 the old study instead of deleting it; `--allow-data-change` continues on a changed data file.
 """
 
@@ -72,6 +74,45 @@ def _differences(old: dict, new: dict, skip: set[str] = frozenset()) -> list[str
     return lines
 
 
+def _range(f: dict) -> str:
+    return (
+        f"[{f['low']}, {f['high']}]"
+        + (" log" if f.get("log") else "")
+        + (f" step {f['step']}" if f.get("step") else "")
+    )
+
+
+def _widening(old: dict, new: dict) -> str | None:
+    """`[0.001, 0.1] -> [0.001, 0.5]` when `new` is `old` with a lower low and/or a higher high, and
+    nothing else changed; else None. Every earlier trial's value stays inside the range (on its
+    step grid too), and Optuna accepts a float or int distribution whose bounds moved, so the study
+    continues. Anything else (narrower, another log, step, kind, condition, choices) is refused."""
+    if old == new or old.get("kind") not in ("float", "int"):
+        return None
+    same = ("kind", "log", "step", "choices", "when")
+    if any(old.get(k) != new.get(k) for k in same) or None in (
+        old.get("low"),
+        old.get("high"),
+        new.get("low"),
+        new.get("high"),
+    ):
+        return None
+    if not (new["low"] <= old["low"] and new["high"] >= old["high"]):
+        return None
+    step = old.get("step")
+    if step:  # the old points must stay on the new grid, which starts at the new low
+        shift = (old["low"] - new["low"]) / step
+        if abs(shift - round(shift)) > 1e-9:
+            return None
+    return f"{_range(old)} -> {_range(new)}"
+
+
+def _added_choices(old: dict | None, new: dict | None) -> bool:
+    if not old or not new or old.get("kind") != "categorical" or new.get("kind") != "categorical":
+        return False
+    return old.get("choices") != new.get("choices") and all(c in new.get("choices", []) for c in old.get("choices", []))
+
+
 def archive(study_dir: StudyDir) -> Path | None:
     """`--fresh`: move the old study aside (never delete a user's results)."""
     if not study_dir.path.exists():
@@ -102,11 +143,22 @@ def open_or_resume(config: Config, space: SearchSpace, study_dir: StudyDir, opts
     base = {k: v for k, v in config.raw.items() if k != "search"}
     old_space = study.user_attrs.get("tunekit.space")
     if old_space is not None:
-        changed = _differences(old_space, space.fingerprint())
+        new_space = space.fingerprint()
+        widened = {k: _widening(old_space[k], new_space[k]) for k in old_space if k in new_space}
+        widened = {k: w for k, w in widened.items() if w}
+        changed = _differences(
+            {k: v for k, v in old_space.items() if k not in widened},
+            {k: v for k, v in new_space.items() if k not in widened},
+        )
         if changed:
+            hint = "rerun with --fresh to start a new study (the old one is archived), or --study NEW_NAME"
+            if any(_added_choices(old_space.get(k), new_space.get(k)) for k in old_space):
+                hint = (
+                    "Optuna cannot add choices to a parameter an existing study has sampled (only a range "
+                    "may widen); " + hint
+                )
             raise StateError(
-                "the search space differs from the one this study was run with:\n  " + "\n  ".join(changed),
-                "rerun with --fresh to start a new study (the old one is archived), or --study NEW_NAME",
+                "the search space differs from the one this study was run with:\n  " + "\n  ".join(changed), hint
             )
         changed = _differences(study.user_attrs.get("tunekit.base", {}), base, _FREE_TO_CHANGE)
         if changed:
@@ -120,6 +172,13 @@ def open_or_resume(config: Config, space: SearchSpace, study_dir: StudyDir, opts
                 "use --fresh or another --study",
             )
         _check_data(study, config, opts)
+        if widened:
+            # Earlier trials stay in the study, inside the wider range; the sampler draws from the new one.
+            study.set_user_attr("tunekit.space", new_space)
+            opts.log(
+                "note: the search space widened, continuing the study: "
+                + "; ".join(f"search.{k} {w}" for k, w in widened.items())
+            )
     else:
         # The space fingerprint goes last: a second process that sees it can rely on the rest.
         study.set_user_attr("tunekit.base", base)

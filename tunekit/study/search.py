@@ -33,7 +33,7 @@ from tunekit.study.storage import database_lock, describe_storage, load_study, r
 from tunekit.study.trial import objectives_of
 from tunekit.study.worker import quiet_optuna, work
 from tunekit.study.workers import run_workers
-from tunekit.train.build import build_checked, set_threads
+from tunekit.train.build import build_checked, corner_problems, set_threads
 from tunekit.train.vectorized import population_problems
 
 
@@ -51,6 +51,8 @@ def prepare_study(config: Config, opts: SearchOptions) -> tuple[Config, SearchSp
                 hint="add entries such as optimizer.lr: {low: 1e-4, high: 1e-1, log: true}, or use `tunekit train CONFIG`",
             )
         ]
+    if not problems:
+        problems = corner_problems(config, space, base_run.split)
     if not problems:
         problems = population_problems(config, space, base_run)
     if problems:

@@ -9,6 +9,7 @@ error with its dotted key, instead of a failed trial an hour in.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,7 +23,7 @@ from tunekit.components.losses import LOSSES
 from tunekit.components.optimizers import build_optimizer
 from tunekit.components.schedules import LRSchedule, build_schedule
 from tunekit.config.paths import apply_params
-from tunekit.config.sections import Config, check_sections, lookup
+from tunekit.config.sections import SECTIONS, Config, check_sections, lookup
 from tunekit.errors import ConfigError, DataError, Problem
 from tunekit.registry import did_you_mean
 from tunekit.train.batches import steps_per_epoch
@@ -118,6 +119,7 @@ def resolve(config: Config, split: Split) -> Config:
     if problems:
         raise ConfigError(problems, config.source)
     resolved.source = config.source
+    resolved.lines = config.lines
     return resolved
 
 
@@ -255,9 +257,73 @@ def build_checked(config: Config) -> tuple[Config, Run]:
     """`check_buildable`, also returning the Run it built (on CPU, with the config's own seed)."""
     split = load_data(config)
     config = resolve(config, split)
-    run = build_run(config, torch.device("cpu"), config.seed, split=split)
+    try:
+        run = build_run(config, torch.device("cpu"), config.seed, split=split)
+    except ConfigError as exc:
+        problems = _every_build_problem(config, split) or exc.problems
+        for p in problems:
+            p.line = p.line if p.line is not None else config.lines.get(p.path)
+        raise ConfigError(problems, config.source) from None
     resolve_device(config.train.device)
     return config, run
+
+
+def _every_build_problem(config: Config, split: Split) -> list[Problem]:
+    """Every component torch refuses, not just the first: each is built on its own, a refused one
+    replaced by a plain stand-in (a linear model, SGD) so the ones after it are still tried."""
+    problems: list[Problem] = []
+
+    def attempt(build: Callable, stand_in: Callable):
+        try:
+            return build()
+        except ConfigError as exc:
+            problems.extend(
+                p for p in exc.problems if (p.path, p.message) not in {(q.path, q.message) for q in problems}
+            )
+            return stand_in()
+
+    def linear() -> nn.Module:
+        n_in = 1
+        for d in split.input_shape:
+            n_in *= d
+        return nn.Sequential(nn.Flatten(), nn.Linear(n_in, max(1, split.n_classes or 1)))
+
+    before = len(problems)
+    model = attempt(lambda: build_model(config, split), linear)
+    if config.train.finetune is not None and len(problems) == before:  # a stand-in model has no checkpoint to match
+        try:
+            attempt(lambda: apply_finetune(model, config.train.finetune, config.source), lambda: None)
+        except DataError:
+            pass  # the checkpoint itself is missing: build_run reports it once the config problems are fixed
+    opt, sched = config.optimizer, config.schedule
+    optimizer = attempt(
+        lambda: _constructed(
+            "optimizer", lambda: build_optimizer(model, opt.name, opt.args, opt.decay_bias_and_norm), config.source
+        ),
+        lambda: torch.optim.SGD(model.parameters(), lr=0.1),
+    )
+    attempt(
+        lambda: _constructed(
+            "schedule",
+            lambda: build_schedule(
+                optimizer,
+                sched.name,
+                sched.args,
+                sched.warmup_epochs,
+                sched.warmup_steps,
+                sched.interval,
+                config.train.epochs,
+                steps_per_epoch(len(split.X_train), config.train.batch_size),
+            ),
+            config.source,
+        ),
+        lambda: None,
+    )
+    spec = LOSSES.get(config.loss.name)
+    attempt(lambda: _constructed("loss", lambda: spec.build(**config.loss.args), config.source), lambda: None)
+    if not problems:  # the refusal was one build_run checks beyond the components (batch norm on batches of 1, ...)
+        return []
+    return problems
 
 
 def warm_up(config: Config, device_spec: str) -> None:
@@ -282,3 +348,56 @@ def set_threads(threads: int | None) -> None:
     """torch threads for this process (a worker sets its own share of the cores)."""
     if threads:
         torch.set_num_threads(threads)
+
+
+def corner_problems(config: Config, space, split: Split) -> list[Problem]:
+    """Each search entry's extreme values (low, high, every choice) built for real, on CPU, with the
+    base config's data: a value torch itself rejects (a dropout above 1, a negative lr) is a config
+    problem of that entry before the first trial, not a failed trial. One problem per entry, the
+    first refused value's. `config` is the resolved base config (tunekit.config.space has already
+    checked the corners' keys and types; a corner that fails there is not built).
+
+    A value is refused only when no trial could take it: it fails with the other entries at their
+    base values and with each other entry moved to each of its own extremes (`nesterov: true`
+    needs a momentum, which another entry supplies). An entry in a section whose component is
+    searched is built under the first component its `when:` allows."""
+    problems = []
+    for p in space:
+        section = p.key.split(".")[0]
+        if section == "data":
+            continue  # another split is its trial's to load; built on the base data it would prove nothing
+        context = {k: v[0] for k, v in p.when.items()}
+        switch = space.get(f"{section}.{SECTIONS[section].name_key}") if section in SECTIONS else None
+        if switch is not None and switch.key != p.key and switch.key not in context:
+            context[switch.key] = switch.choices[0]
+        others = [{}] + [
+            {q.key: v} for q in space if q.key != p.key and q.key not in context for v in q.representatives()
+        ]
+        for value in p.representatives():
+            refused = None
+            for other in others:
+                corner, found = check_sections(apply_params(config.raw, {**other, **context, p.key: value}))
+                if corner is None or found:
+                    continue  # not a config a trial could have (checked by tunekit.config.space)
+                try:
+                    build_run(resolve(corner, split), torch.device("cpu"), config.seed, split=split)
+                except ConfigError as exc:
+                    refused = refused or exc.problems[0]
+                    continue
+                except DataError:
+                    pass  # a data problem of this corner: left to its trial
+                refused = None
+                break
+            if refused is not None:
+                detail = refused.message if refused.path in (p.key, section) else f"{refused.path}: {refused.message}"
+                where = f"search.{p.key}"
+                problems.append(
+                    Problem(
+                        where,
+                        f"value {json.dumps(value)} is refused: {detail}",
+                        line=config.lines.get(where),
+                        hint=refused.hint,
+                    )
+                )
+                break
+    return problems
