@@ -179,20 +179,15 @@ def _browser() -> str | None:
     return None
 
 
-def test_a_headless_browser_draws_every_plot(small_page, tmp_path):
-    browser = _browser()
-    if browser is None:
-        pytest.skip("no headless browser installed")
-    page, _ = small_page
-    divs = _plot_divs(page.read_text(encoding="utf-8"))
+def _dump_dom(browser: str, page, profile) -> str:
     # --virtual-time-budget lets the page's asynchronous work (unpacking plotly.js) finish before the dump.
-    dom = subprocess.run(
+    return subprocess.run(
         [
             browser,
             "--headless",
             "--disable-gpu",
             "--no-sandbox",
-            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--user-data-dir={profile}",
             "--virtual-time-budget=20000",
             "--dump-dom",
             page.as_uri(),
@@ -201,9 +196,28 @@ def test_a_headless_browser_draws_every_plot(small_page, tmp_path):
         text=True,
         timeout=120,
     ).stdout
+
+
+def test_a_headless_browser_draws_every_plot_and_sorts_the_table(small_page, tmp_path):
+    browser = _browser()
+    if browser is None:
+        pytest.skip("no headless browser installed")
+    page, summary = small_page
+    text = page.read_text(encoding="utf-8")
+    divs = _plot_divs(text)
+    dom = _dump_dom(browser, page, tmp_path / "profile")
     assert f'data-plotted="{len(divs)}"' in dom, "the page's script ran to its end"
     assert re.search(r'id="plotly-error">\s*<', dom), "no error shown"
     for div in divs:
         drawn = re.search(rf'<div class="plot js-plotly-plot" id="{re.escape(div)}"[^>]*>(.{{0,3000}})', dom, re.S)
         assert drawn, f"{div} was not drawn"
         assert "main-svg" in drawn.group(1), f"{div} has no svg"
+
+    # A click on the metric's header sorts the rows by it, a second click reverses them.
+    values = {t["number"]: t["value"] for t in summary["trials"]}
+    for clicks, descending in ((1, False), (2, True)):
+        clicked = tmp_path / f"clicked{clicks}.html"
+        click = "document.querySelectorAll('#trials-table th')[2].click();" * clicks
+        clicked.write_text(text.replace("</body>", f"<script>{click}</script></body>"), encoding="utf-8")
+        order = [int(n) for n in re.findall(r'<tr[^>]* id="trial-(\d+)"', _dump_dom(browser, clicked, tmp_path / "p2"))]
+        assert order == sorted(values, key=values.get, reverse=descending)

@@ -179,7 +179,12 @@ def _learning_curves(summary: dict, study_dir: StudyDir | None) -> tuple[list[tu
         for t in traces:
             if t["legendgroup"].startswith("other") and t.get("showlegend"):
                 t["name"] = "other trials" + (" (train dashed, val solid)" if traces is loss_traces else "")
-    layout = {"xaxis": {"title": {"text": "epoch"}}, "hovermode": "closest", "margin": {"t": 30}}
+    layout = {
+        "xaxis": {"title": {"text": "epoch"}},
+        "hovermode": "closest",
+        "margin": {"t": 30},
+        "legend": {"orientation": "h", "y": 1.02, "yanchor": "bottom"},  # above the plot: narrow windows keep its width
+    }
     note = None
     if len(curves) < summary["n_trials"]:
         note = f"curves of {len(curves)} of {summary['n_trials']} trials"
