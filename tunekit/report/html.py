@@ -157,7 +157,7 @@ def _learning_curves(summary: dict, study_dir: StudyDir | None) -> tuple[list[tu
     # The best trial is drawn last, so that it lies over the others.
     order = sorted(curves, key=lambda n: n == best)
     metric_traces, loss_traces = [], []
-    shown = {"other": False, "other-loss": False}
+    first_other = True
     for n in order:
         rows, is_best = curves[n], n == best
         name = f"trial #{n}" + (" (best)" if is_best else "")
@@ -166,21 +166,24 @@ def _learning_curves(summary: dict, study_dir: StudyDir | None) -> tuple[list[tu
             loss_traces.append(_line(f"{name} train_loss", rows, "train_loss", True, "best-train", "dash", "#1f77b4"))
             loss_traces.append(_line(f"{name} val_loss", rows, "val_loss", True, "best-val", None, "#d62728"))
             continue
+        # The other trials: one legend entry per figure, which shows or hides them all (the hover
+        # text still names each trial).
         m = _line(name, rows, metric, False, "other", None, "#888")
-        m["showlegend"] = not shown["other"]
-        shown["other"] = True
+        losses = [
+            _line(f"{name} {k}", rows, k, False, "other", d, "#888")
+            for k, d in (("train_loss", "dash"), ("val_loss", None))
+        ]
+        for t in (m, *losses):
+            t["showlegend"] = False
+        if first_other:
+            m.update(showlegend=True, name="other trials")
+            losses[1].update(showlegend=True, name="other trials (train dashed, val solid)")
+            first_other = False
         metric_traces.append(m)
-        for key, dash in (("train_loss", "dash"), ("val_loss", None)):
-            t = _line(f"{name} {key}", rows, key, False, f"other-{key}", dash, "#888")
-            t["showlegend"] = key == "val_loss" and not shown["other-loss"]
-            shown["other-loss"] |= t["showlegend"]
-            loss_traces.append(t)
-    for traces in (metric_traces, loss_traces):
-        for t in traces:
-            if t["legendgroup"].startswith("other") and t.get("showlegend"):
-                t["name"] = "other trials" + (" (train dashed, val solid)" if traces is loss_traces else "")
+        loss_traces += losses
     layout = {
-        "xaxis": {"title": {"text": "epoch"}},
+        # whole epochs: a tick each for a few, plotly's own spacing (whole numbers) for more
+        "xaxis": {"title": {"text": "epoch"}, **({"dtick": 1} if max(len(r) for r in curves.values()) <= 12 else {})},
         "hovermode": "closest",
         "margin": {"t": 30},
         "legend": {"orientation": "h", "y": 1.02, "yanchor": "bottom"},  # above the plot: narrow windows keep its width
@@ -261,7 +264,7 @@ def _table(summary: dict) -> str:
         )
     note = ""
     if len(trials) < len(s["trials"]):
-        note = f"<p><i>the last {len(trials)} of {len(s['trials'])} trials; `--format csv` lists them all</i></p>"
+        note = f"<p><i>the last {len(trials)} of {len(s['trials'])} trials; <code>--format csv</code> lists them all</i></p>"
     return (
         f"<h2 id='trials'>Trials</h2><p class='hint'>{len(trials)} trials; click a header to sort"
         + (", the best trial is highlighted" if best is not None else "")
@@ -275,7 +278,7 @@ _STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5em auto;padding:0 1.5em;max-width:1600px;color:#222}
 h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #ddd}
 nav a{margin-right:1em}
-table{border-collapse:collapse;font-size:.9em}td,th{padding:2px 10px;border-bottom:1px solid #e4e4e4;text-align:left}
+table{border-collapse:collapse;font-size:.9em}td,th{padding:2px 10px;border-bottom:1px solid #e4e4e4;text-align:left;white-space:nowrap}
 td.n{text-align:right;font-variant-numeric:tabular-nums}
 .scroll{overflow:auto;max-height:70vh}
 table.sortable th{cursor:pointer;position:sticky;top:0;background:#f4f4f4;user-select:none;white-space:nowrap}
