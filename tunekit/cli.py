@@ -508,7 +508,7 @@ def report(
     if html_file is not None:
         from tunekit.report.html import write_html
 
-        write_html(loaded, summary, html_file)
+        write_html(loaded, summary, html_file, study_dir)
         _err(f"wrote {html_file}")
     if format_ == "table":
         report_table(summary, _console(wide=wide), top=top)
