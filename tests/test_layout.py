@@ -19,7 +19,8 @@ OPTIONAL = {"plotly", "matplotlib", "cmaes", "psycopg", "mlflow", "tensorboard",
 OPTIONAL |= {"sklearn", "scipy", "grpc", "optuna.visualization"}
 # One import that must run inside a function: Optuna's importance module, imported with scikit-learn
 # hidden so that fANOVA's dependency does not add 1.5 s to every report (see report.summary).
-LAZY_BY_DESIGN = {("tunekit.report.summary", "optuna.importance")}
+# And SQLAlchemy, which only a study in a database needs (Optuna itself imports it only for RDBStorage).
+LAZY_BY_DESIGN = {("tunekit.report.summary", "optuna.importance"), ("tunekit.study.storage", "sqlalchemy")}
 
 
 def _optional(module: str) -> bool:
