@@ -157,6 +157,8 @@ SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override one value: KEY=VALUE (YAML), e.g. optimizer.lr=3e-4. Repeatable."),
 ]
+
+
 RunsOpt = Annotated[Path, typer.Option("--runs", help="Folder that holds the studies.")]
 StudyOpt = Annotated[
     str | None, typer.Option("--study", help="Study name (default: the config's name, else the file stem).")
@@ -181,7 +183,12 @@ def _parse_timeout(text: str | None) -> float | None:
         from tunekit.errors import UsageError
 
         raise UsageError(f"--timeout '{text}' is not a duration", "e.g. 90s, 30m, 2h")
-    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+    seconds = float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+    if not 0 < seconds <= 366 * 86400:
+        from tunekit.errors import UsageError
+
+        raise UsageError(f"--timeout '{text}' must be more than 0 and at most 366d", "omit --timeout for no limit")
+    return seconds
 
 
 def _parse_devices(text: str | None) -> list[str] | None:

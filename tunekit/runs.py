@@ -48,7 +48,7 @@ class StudyDir:
     """Paths of one study's folder, `runs/<study>/` (SPEC §3)."""
 
     def __init__(self, runs: str | os.PathLike, study: str):
-        self.runs = Path(runs)
+        self.runs = runs_folder(runs)
         self.name = check_study_name(study)
         self.path = self.runs / self.name
         # The name is already confined, but a symlinked study folder could still point elsewhere.
@@ -182,8 +182,16 @@ def append_jsonl(path: Path, record: dict) -> None:
         f.write(json.dumps(record, default=_plain) + "\n")
 
 
+def runs_folder(runs: str | os.PathLike) -> Path:
+    """--runs: a folder (made when first needed), never a file."""
+    path = Path(runs)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--runs {path} is a file, not a folder of studies", "give a folder, e.g. --runs runs")
+    return path
+
+
 def list_studies(runs: str | os.PathLike) -> list[Path]:
-    root = Path(runs)
+    root = runs_folder(runs)
     if not root.is_dir():
         return []
     found = [

@@ -73,7 +73,7 @@ class TrainSection(Strict):
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     compile: bool = False
     finetune: Finetune | None = None
-    threads: int | None = Field(None, ge=1)
+    threads: int | None = Field(None, ge=1, le=1024)
 
     @field_validator("batch_size")
     @classmethod
@@ -317,6 +317,7 @@ def lookup(section: str, name: str) -> Any:
     return fn
 
 
+MAX_SEED = 2**31 - 1
 TOP_LEVEL = ["name", "seed", *SECTIONS, "train", "study", "search"]
 
 
@@ -525,7 +526,9 @@ def check_sections(raw: dict[str, Any]) -> tuple[Config | None, list[Problem]]:
         problems.append(Problem("name", f"must be a string, got {name!r}"))
     seed = raw.get("seed", 0)
     if type(seed) is not int or seed < 0:
-        problems.append(Problem("seed", f"must be a non-negative integer, got {seed!r}"))
+        problems.append(Problem("seed", f"must be a non-negative integer, got {str(seed)[:40]}"))
+    elif seed > MAX_SEED:  # numpy and torch generators take 32 bits (torch 64; trial seeds add to it)
+        problems.append(Problem("seed", f"must be at most {MAX_SEED}, got {str(seed)[:40]}"))
 
     parts: dict[str, Any] = {}
     for section, spec in SECTIONS.items():

@@ -264,7 +264,12 @@ def build_checked(config: Config) -> tuple[Config, Run]:
         for p in problems:
             p.line = p.line if p.line is not None else config.lines.get(p.path)
         raise ConfigError(problems, config.source) from None
-    resolve_device(config.train.device)
+    device = resolve_device(config.train.device)
+    if config.train.precision == "fp16" and device.type != "cuda":
+        # torch would train fp16 on the CPU in float32 anyway (no GradScaler there): say so instead.
+        problem = Problem("train.precision", f"fp16 needs a CUDA device; train.device is {device.type}")
+        problem.hint, problem.line = "use bf16 or fp32", config.lines.get("train")
+        raise ConfigError([problem], config.source)
     return config, run
 
 
