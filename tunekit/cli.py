@@ -254,6 +254,10 @@ def search(
     ] = None,
     set_: SetOpt = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Archive the existing study and start anew.")] = False,
+    warm_start: Annotated[
+        str | None,
+        typer.Option("--warm-start", help="A new study first reruns the 5 best trials of this study (same --runs)."),
+    ] = None,
     repair: Annotated[
         bool,
         typer.Option(
@@ -321,6 +325,7 @@ def search(
         devices=device_list,
         workers=workers,
         fresh=fresh,
+        warm_start=warm_start,
         repair=repair,
         allow_data_change=allow_data_change,
         quiet=quiet,

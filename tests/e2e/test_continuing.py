@@ -86,3 +86,28 @@ def test_two_workers_continuing_a_study_draw_new_params(tmp_path):
     assert result.returncode == 0, result.stderr
     params = ran(json.loads(result.stdout))
     assert len(params) == 8 and len(set(params)) == 8, params
+
+
+def test_warm_start_reruns_the_best_trials_of_another_study(tmp_path):
+    first = tmp_path / "first.yaml"
+    first.write_text(CONTINUOUS.replace("SAMPLER", "random").replace("name: cont", "name: first"))
+    assert tunekit("search", first, "--runs", tmp_path / "runs").returncode == 0
+    old = json.loads(tunekit("report", "first", "--runs", tmp_path / "runs", "--json").stdout)
+    best_first = sorted((t for t in old["trials"] if t["state"] == "COMPLETE"), key=lambda t: -t["value"])
+    # A second study over a wider lr range, warm-started from the first: after its baseline, its
+    # trials are the first study's completed trials, best first, measured again here.
+    second = tmp_path / "second.yaml"
+    second.write_text(
+        CONTINUOUS.replace("SAMPLER", "tpe")
+        .replace("name: cont", "name: second")
+        .replace("trials: 4", "trials: 6")
+        .replace("low: 1e-3, high: 1e-1", "low: 1e-4, high: 1.0")
+    )
+    result = tunekit("search", second, "--runs", tmp_path / "runs", "--warm-start", "first", "--json")
+    assert result.returncode == 0, result.stderr
+    assert "warm start: queued 4 best trial(s) of 'first'" in result.stderr
+    trials = json.loads(result.stdout)["trials"]
+    assert [exact(t["params"]) for t in trials[1:5]] == [exact(t["params"]) for t in best_first]
+    missing = tunekit("search", second, "--runs", tmp_path / "runs", "--study", "third", "--warm-start", "nope")
+    assert missing.returncode == 5 and "no study 'nope'" in missing.stderr
+    assert not (tmp_path / "runs" / "third").exists()  # refused before anything was written

@@ -401,6 +401,19 @@ class SearchSpace:
                 labels[p.key] = _label(base)
         return labels
 
+    def holds(self, optuna_params: dict[str, Any]) -> bool:
+        """Could a trial of this space take these Optuna params (another study's, say)?"""
+        for key, value in optuna_params.items():
+            p = self.get(key)
+            if p is None:
+                return False
+            if p.kind == "categorical":
+                if value not in p.labels:
+                    return False
+            elif not p.contains(value):
+                return False
+        return True
+
     def values_from(self, optuna_params: dict[str, Any]) -> dict[str, Any]:
         return {k: self.get(k).value_of(v) if self.get(k) else v for k, v in optuna_params.items()}
 

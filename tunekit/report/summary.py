@@ -166,6 +166,13 @@ def pick_best(study):
     return max(front, key=lambda t: tuple(s * v for s, v in zip(signs, t.values)))
 
 
+def ranked_trials(study) -> list:
+    """Completed trials, best first (several objectives: by the first, then the next)."""
+    signs = [1 if d == optuna.study.StudyDirection.MAXIMIZE else -1 for d in study.directions]
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    return sorted(done, key=lambda t: tuple(-s * v for s, v in zip(signs, t.values)))
+
+
 def summarize(study, storage: str) -> dict[str, Any]:
     attrs = study.user_attrs
     trials = study.get_trials(deepcopy=False)

@@ -31,6 +31,7 @@ class SearchOptions:
     fresh: bool = False
     repair: bool = False
     allow_data_change: bool = False  # resume a study whose data file changed (its fingerprint is renewed)
+    warm_start: str | None = None  # a new study first runs the best trials of this one (same --runs)
     workers: int = 1
     devices: list[str] | None = None  # --devices: worker i trains on devices[i % len]
     threads: int | None = None  # torch threads per worker (default: train.threads, else cores // workers)

@@ -25,9 +25,10 @@ from tunekit.components.samplers import POINT, build_sampler_and_pruner, space_i
 from tunekit.config.sections import Config
 from tunekit.config.space import SearchSpace, point_key
 from tunekit.errors import StateError
+from tunekit.report.summary import ranked_trials
 from tunekit.runs import StudyDir
 from tunekit.study import faults
-from tunekit.study.storage import open_storage
+from tunekit.study.storage import load_study, open_storage
 from tunekit.study.trial import objectives_of
 from tunekit.version import __version__
 
@@ -195,7 +196,37 @@ def open_or_resume(config: Config, space: SearchSpace, study_dir: StudyDir, opts
         study.set_user_attr("tunekit.space", space.fingerprint())
     if not study.get_trials(deepcopy=False):
         queue_baseline(study, space, config, opts)
+        if opts.warm_start:
+            queue_warm_start(study, space, study_dir, opts)
+    elif opts.warm_start:
+        opts.log(f"note: --warm-start {opts.warm_start} ignored: study '{study_dir.name}' already has trials")
     return study
+
+
+WARM_START_TRIALS = 5
+
+
+def queue_warm_start(study, space: SearchSpace, study_dir: StudyDir, opts: SearchOptions) -> None:
+    """A new study's first trials after the baseline: the best completed trials of another study,
+    run again here (their values came from another config, so they are re-measured, not copied).
+    Only parameter sets this space holds are queued; the rest are named in a note."""
+    source_dir = StudyDir(study_dir.runs, opts.warm_start)
+    source = load_study(source_dir, None)  # checked to exist before the study was created (search.prepare_study)
+    ranked = [t for t in ranked_trials(source) if t.state == optuna.trial.TrialState.COMPLETE]
+    queued, skipped = [], 0
+    for trial in ranked:
+        if len(queued) == WARM_START_TRIALS:
+            break
+        if space.holds(trial.params):
+            study.enqueue_trial(dict(trial.params), user_attrs={"warm_start": f"{source_dir.name}#{trial.number}"})
+            queued.append(trial.number)
+        else:
+            skipped += 1
+    opts.log(
+        f"warm start: queued {len(queued)} best trial(s) of '{source_dir.name}' "
+        f"({', '.join(f'#{n}' for n in queued) or 'none'})"
+        + (f"; {skipped} did not fit this search space" if skipped else "")
+    )
 
 
 def queue_baseline(study, space: SearchSpace, config: Config, opts: SearchOptions) -> None:

@@ -21,7 +21,7 @@ from tunekit.components.samplers import build_sampler_and_pruner
 from tunekit.config.sections import Config
 from tunekit.config.space import SearchSpace
 from tunekit.config.yaml_io import dump_yaml
-from tunekit.errors import AllTrialsFailed, ConfigError, Problem
+from tunekit.errors import AllTrialsFailed, ConfigError, Problem, UsageError
 from tunekit.report.summary import summarize
 from tunekit.runs import StudyDir, write_text
 from tunekit.study.best import write_best
@@ -58,6 +58,10 @@ def prepare_study(config: Config, opts: SearchOptions) -> tuple[Config, SearchSp
     if problems:
         raise ConfigError(problems, config.source)
     build_sampler_and_pruner(config, space)  # their argument errors too come before any write
+    if opts.warm_start:
+        if opts.warm_start == study_dir.name:
+            raise UsageError("--warm-start names the study being searched", "name another study")
+        load_study(StudyDir(opts.runs, opts.warm_start), None)  # it exists and reads, before any write
     if opts.fresh:
         archived = archive(study_dir)
         if archived:
