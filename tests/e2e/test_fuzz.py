@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
-CASES = int(os.environ.get("TUNEKIT_FUZZ_CASES", "300"))
+CASES = int(os.environ.get("TUNEKIT_FUZZ_CASES", "200"))
 DOCUMENTED = {0, 2, 3, 4, 5}
 ODD_VALUES = [
     None,
