@@ -16,7 +16,6 @@ import pytest
 from tests.conftest import REPO, TINY
 
 TUNEKIT = [sys.executable, "-m", "tunekit"]
-READERS = ["head -1", "true"]
 # What tunekit may say on stderr while it works; anything else after a closed pipe is a complaint.
 PROGRESS = ("study '", "[", "next: ", "training ")
 
