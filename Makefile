@@ -29,7 +29,7 @@ demo: install
 test: install
 	$(BIN)/ruff format --check tunekit tests benchmarks
 	$(BIN)/ruff check tunekit tests benchmarks
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # Benchmarks take ~30 minutes on 2 cores; results go to benchmarks/results.jsonl (one JSON line each).
 bench: install

@@ -334,9 +334,14 @@ def search(
         log=(lambda line: None) if quiet else _err,
     )
     name = study_name_for(cfg, opts)
+    # The command that continues this study: the same overrides (a changed config is refused) and workers.
     resume = ["tunekit", "search", config, "--study", name, "--runs", str(runs)]
     if trials:
         resume += ["--trials", str(trials)]
+    for pair in set_ or []:
+        resume += ["--set", pair]
+    if workers > 1:
+        resume += ["--workers", str(workers)]  # a database study is found again through runs/<study>/storage.url
     _state["resume"] = shlex.join(resume)
     summary = run_search(cfg, opts)
     if json_:
@@ -613,6 +618,7 @@ def list_(
     """
     from rich.table import Table
 
+    from tunekit.errors import TunekitError
     from tunekit.report.summary import summarize
     from tunekit.runs import StudyDir, list_studies
     from tunekit.study.liveness import live_workers
@@ -620,9 +626,13 @@ def list_(
 
     rows = []
     for path in list_studies(runs):
-        d = StudyDir(runs, path.name)
-        study = load_study(d)
-        s = summarize(study, describe_storage(d, None))
+        try:
+            d = StudyDir(runs, path.name)
+            study = load_study(d)
+            s = summarize(study, describe_storage(d, None))
+        except TunekitError as exc:  # one unreadable folder (a copy, a torn journal) hides no other study
+            rows.append({"study": path.name, "error": exc.message[:200]})
+            continue
         rows.append(
             {
                 "study": s["study"],
@@ -640,6 +650,9 @@ def list_(
     for col in ("study", "trials", "complete", "failed", "metric", "best", "running"):
         table.add_column(col)
     for r in rows:
+        if "error" in r:
+            table.add_row(r["study"], "-", "-", "-", "-", "-", "unreadable")
+            continue
         best = "-" if r["best"] is None else (f"{r['best']:.4f}" if isinstance(r["best"], float) else str(r["best"]))
         running = f"{len(r['running_workers'])} worker(s)" if r["running_workers"] else "-"
         table.add_row(
@@ -652,6 +665,9 @@ def list_(
             running,
         )
     _console().print(table)
+    for r in rows:
+        if "error" in r:
+            _err(f"note: {r['study']}: {r['error']}")
 
 
 @app.command()
@@ -863,7 +879,8 @@ SCHEMA_FILE = "tunekit.schema.json"
 @_guarded
 def init(
     template: Annotated[
-        str, typer.Argument(help="quickstart, cnn, deep, finetune, init, optimizers, regression or schedules.")
+        str,
+        typer.Argument(help="quickstart, cnn, deep, finetune, init, optimizers, population, regression or schedules."),
     ] = "quickstart",
     output: Annotated[
         Path | None,

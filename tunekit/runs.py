@@ -133,8 +133,17 @@ def write_atomic(path: Path, write: Callable[[Any], None], binary: bool = False)
         raise _refuse_link(path)
     if path.is_dir():
         raise StateError(f"{path} is a folder where tunekit writes a file", "move it away and rerun")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except (FileExistsError, NotADirectoryError):
+        raise StateError(
+            f"cannot write {path}: a file stands where its folder should be", "give another path"
+        ) from None
+    except OSError as exc:  # no permission, a read-only or virtual file system (/proc)
+        if exc.errno == errno.ENOSPC:
+            raise DiskFull(f"disk full while writing {path}", "free some space and rerun") from None
+        raise StateError(f"cannot write {path}: {exc.strerror}", "give a path you can write to") from None
     try:
         with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
             write(f)

@@ -55,3 +55,21 @@ def test_a_timed_out_trial_runs_again_and_the_hint_works(tmp_path):
     assert trials[1]["params"] == trials[0]["params"] and trials[1]["state"] == "COMPLETE"
     assert after["states"]["COMPLETE"] == 2 and len(trials) == 3
     assert tunekit(tmp_path, "train", "--best", "--study", "budget").returncode == 0
+
+
+def test_the_printed_resume_command_keeps_the_overrides(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(CONFIG)
+    cut = tunekit(tmp_path, "search", config, "--timeout", "3s", "--set", "train.epochs=3", fault="0:1:hang")
+    assert cut.returncode == 0, cut.stderr
+    hint = cut.stderr.rsplit("to continue: ", 1)[1].splitlines()[0]
+    assert "--set train.epochs=3" in hint
+    rerun = tunekit(tmp_path, *shlex.split(hint)[1:])  # not refused as "the config differs"
+    assert rerun.returncode == 0, rerun.stderr
+
+
+def test_an_output_path_under_a_file_is_a_one_line_error(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    result = tunekit(tmp_path, "init", "-o", tmp_path / "afile" / "x.yaml")
+    assert result.returncode == 5 and "a file stands where its folder should be" in result.stderr
+    assert "internal error" not in result.stderr

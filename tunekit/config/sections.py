@@ -65,7 +65,7 @@ class Finetune(Strict):
 
 
 class TrainSection(Strict):
-    epochs: int = Field(20, ge=1)
+    epochs: int = Field(20, ge=1, le=1_000_000)
     batch_size: int | str = 64  # an int, or "full" for batch gradient descent
     grad_clip: float | GradClip | None = None
     early_stopping: EarlyStopping | None = None
@@ -112,7 +112,7 @@ class Objective(Strict):
 class HeartbeatSection(Strict):
     """How a worker shows it is alive, and how long without a sign before its trial is taken back."""
 
-    interval: float = Field(15.0, gt=0, le=3600)  # seconds between a running trial's heartbeats
+    interval: float = Field(15.0, ge=0.1, le=3600)  # seconds between a running trial's heartbeats
     grace: float = Field(120.0, gt=0, le=86400)  # seconds without one before another worker retries it
 
     @model_validator(mode="after")

@@ -15,9 +15,8 @@ from typing import TextIO
 import numpy as np
 
 from tunekit.errors import UsageError
-from tunekit.predict.checkpoint import read_checkpoint
 from tunekit.predict.inputs import read_chunks
-from tunekit.predict.predictor import Predictor, resolve_checkpoint
+from tunekit.predict.predictor import open_predictor, resolve_checkpoint
 
 FORMATS = ("csv", "jsonl")
 
@@ -43,7 +42,7 @@ def predict_file(
     if fmt not in FORMATS:
         raise UsageError(f"unknown --format '{fmt}'", f"choose one of: {', '.join(FORMATS)}")
     path = resolve_checkpoint(checkpoint, study, runs)
-    predictor = Predictor(read_checkpoint(path), str(path))
+    predictor = open_predictor(path)
     if proba and predictor.task != "classification":
         raise UsageError(f"--proba: {path} is a regression model; it has no class probabilities", "drop --proba")
     columns = [str(c) for c in predictor.classes] if proba else ["prediction"]

@@ -21,8 +21,7 @@ import torch
 from torch import nn
 
 from tunekit.errors import DataError, UsageError
-from tunekit.predict.checkpoint import read_checkpoint
-from tunekit.predict.predictor import Predictor, resolve_checkpoint
+from tunekit.predict.predictor import Predictor, open_predictor, resolve_checkpoint
 from tunekit.runs import write_atomic
 
 FORMATS = ("torchscript", "onnx")
@@ -122,12 +121,18 @@ def export_model(
         raise UsageError(f"unknown --format '{fmt}'", f"choose one of: {', '.join(FORMATS)}")
     onnx = _import_onnx() if fmt == "onnx" else None
     path = resolve_checkpoint(checkpoint, study, runs)
-    predictor = Predictor(read_checkpoint(path), str(path))
+    predictor = open_predictor(path)
     wrapped = RawInputModel(predictor).eval().requires_grad_(False)  # an inference graph: outputs need no grad
     X = sample_rows(predictor)
     example = torch.as_tensor(X)
     info = metadata(predictor)
     output = Path(output).expanduser()
+    if not output.name or output.name in (".", ".."):
+        raise UsageError(f"-o {str(output)!r} names no file", "e.g. -o model.ts")
+    if output.is_dir():
+        raise UsageError(f"-o {output} is a folder", f"give a file name, e.g. -o {output / 'model.ts'}")
+    if output.resolve() == Path(path).resolve():
+        raise UsageError(f"-o {output} is the checkpoint being exported", "write the export to another file")
     with warnings.catch_warnings():  # torch.jit and the TorchScript-based ONNX exporter warn they are deprecated
         warnings.simplefilter("ignore")
         data = _torchscript(wrapped, example, info) if fmt == "torchscript" else _onnx(onnx, wrapped, example, info)

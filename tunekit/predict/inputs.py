@@ -28,11 +28,20 @@ def read_chunks(source: str, predictor: Predictor, rows: int = CHUNK_ROWS) -> It
     """(n, n_features) float64 arrays of at most `rows` rows from `source`: a CSV path, `-` (CSV on stdin) or an .npz."""
     if source == "-":
         stream = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig", newline="")
-        yield from csv_chunks(stream, "stdin", predictor, rows)
+        try:
+            yield from csv_chunks(stream, "stdin", predictor, rows)
+        except UnicodeDecodeError:
+            raise DataError("stdin is not UTF-8 text", "send UTF-8 CSV") from None
         return
     path = Path(source).expanduser()
-    if not path.is_file():
+    if path.is_dir():
+        raise DataError(f"input {source} is a folder", "give a .csv or .npz file, or - to read CSV from stdin")
+    if not path.exists():
         raise DataError(f"input not found: {source}", "give a .csv or .npz file, or - to read CSV from stdin")
+    if not path.is_file():  # a FIFO, a device: read it as a stream, like stdin
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            yield from csv_chunks(f, source, predictor, rows)
+        return
     if path.suffix.lower() == ".npz":
         yield from npz_chunks(path, predictor, rows)
         return
@@ -49,6 +58,14 @@ def _number(cell: str) -> float | None:
     except ValueError:
         return None
     return value if math.isfinite(value) else None
+
+
+def _parses(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
 
 
 def _cell_error(where: str, rowno: int, column: str, cell: str) -> DataError:
@@ -89,8 +106,32 @@ def _columns(header: list[str], where: str, predictor: Predictor) -> list[int]:
     return [header.index(n) for n in names]
 
 
+MAX_LINE = 1_000_000  # characters: a CSV line longer than this is not a row of features
+
+
+def _lines(stream: TextIO, where: str) -> Iterator[str]:
+    """The stream's lines, each read with a bound: endless input without a newline (`< /dev/zero`)
+    is an error, not a hang that fills memory."""
+    while True:
+        line = stream.readline(MAX_LINE)
+        if not line:
+            return
+        if len(line) >= MAX_LINE and not line.endswith("\n"):
+            raise DataError(f"{where}: a line longer than {MAX_LINE} characters", "is this a CSV file?")
+        if "\0" in line:
+            raise DataError(f"{where}: a NUL character in the input", "is this a CSV file?")
+        yield line
+
+
+def _rows(reader, where: str) -> Iterator[list[str]]:
+    try:
+        yield from reader
+    except csv.Error as exc:
+        raise DataError(f"{where} row {reader.line_num}: not a readable CSV row ({exc})") from None
+
+
 def csv_chunks(stream: TextIO, where: str, predictor: Predictor, rows: int) -> Iterator[np.ndarray]:
-    reader = csv.reader(stream)
+    reader = _rows(csv.reader(_lines(stream, where)), where)
     first = next(reader, None)
     while first is not None and not first:
         first = next(reader, None)  # blank lines before the header
@@ -112,8 +153,8 @@ def csv_chunks(stream: TextIO, where: str, predictor: Predictor, rows: int) -> I
         take = list(range(width))
         names = [f"{i + 1}" for i in range(width)]
         start = 2
-        if all(_number(c) is not None for c in first):
-            pending.append(first)  # no header: the first row is data
+        if any(_parses(c) or not c for c in first):
+            pending.append(first)  # no header (a header is all names): the first row is data
             start = 1
     n_fields = len(first)
 

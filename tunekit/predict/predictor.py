@@ -19,7 +19,7 @@ import torch
 from tunekit.config.load import validate_document
 from tunekit.config.sections import allow_plugins as allow
 from tunekit.config.yaml_io import Document
-from tunekit.errors import DataError, StateError, UsageError
+from tunekit.errors import DataError, StateError, TunekitError, UsageError
 from tunekit.predict.checkpoint import checkpoint_path, read_checkpoint
 from tunekit.runs import StudyDir, most_recent_study
 from tunekit.train.build import build_model_for
@@ -160,5 +160,19 @@ def load(path: str | os.PathLike, *, allow_plugins: list[str] | None = None) -> 
     """A Predictor for a model.pt, a folder with one, or a study folder (runs/<study>: its best/model.pt).
     `allow_plugins`: packages whose plugins (`pkg.module:build`) the config names, as `--allow-plugin`."""
     allow(allow_plugins)
-    p = checkpoint_path(path)
-    return Predictor(read_checkpoint(p), str(p))
+    return open_predictor(checkpoint_path(path))
+
+
+def open_predictor(path: Path) -> Predictor:
+    """The Predictor of one model.pt; a file that is not a whole tunekit checkpoint (text, empty, a
+    key missing or of the wrong type) is a one-line error naming it, whatever inside it is wrong."""
+    try:
+        return Predictor(read_checkpoint(path), str(path))
+    except TunekitError:
+        raise
+    except Exception as exc:
+        detail = str(exc).splitlines()[0][:120] if str(exc) else ""
+        raise DataError(
+            f"{path} is not a readable tunekit checkpoint ({type(exc).__name__}: {detail})",
+            "give a model.pt written by `tunekit train`, or retrain",
+        ) from None

@@ -197,7 +197,7 @@ def open_or_resume(config: Config, space: SearchSpace, study_dir: StudyDir, opts
     if not study.get_trials(deepcopy=False):
         queue_baseline(study, space, config, opts)
         if opts.warm_start:
-            queue_warm_start(study, space, study_dir, opts)
+            queue_warm_start(study, space, config, study_dir, opts)
     elif opts.warm_start:
         opts.log(f"note: --warm-start {opts.warm_start} ignored: study '{study_dir.name}' already has trials")
     return study
@@ -206,17 +206,20 @@ def open_or_resume(config: Config, space: SearchSpace, study_dir: StudyDir, opts
 WARM_START_TRIALS = 5
 
 
-def queue_warm_start(study, space: SearchSpace, study_dir: StudyDir, opts: SearchOptions) -> None:
+def queue_warm_start(study, space: SearchSpace, config: Config, study_dir: StudyDir, opts: SearchOptions) -> None:
     """A new study's first trials after the baseline: the best completed trials of another study,
     run again here (their values came from another config, so they are re-measured, not copied).
     Only parameter sets this space holds are queued; the rest are named in a note."""
     source_dir = StudyDir(study_dir.runs, opts.warm_start)
     source = load_study(source_dir, None)  # checked to exist before the study was created (search.prepare_study)
+    baseline = space.baseline(config.raw)
     ranked = [t for t in ranked_trials(source) if t.state == optuna.trial.TrialState.COMPLETE]
     queued, skipped = [], 0
     for trial in ranked:
         if len(queued) == WARM_START_TRIALS:
             break
+        if trial.params == baseline:
+            continue  # the new study's own baseline runs these values already
         if space.holds(trial.params):
             study.enqueue_trial(dict(trial.params), user_attrs={"warm_start": f"{source_dir.name}#{trial.number}"})
             queued.append(trial.number)

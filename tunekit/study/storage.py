@@ -139,7 +139,7 @@ def open_storage(study_dir: StudyDir, url: str | None = None, repair: bool = Fal
             return optuna.storages.RDBStorage(_driver_url(url))
         except Exception as exc:  # driver missing, server down, bad URL: all environment problems
             raise DataError(
-                f"cannot open storage {url.split('@')[-1]}: {str(exc).splitlines()[0]}",
+                f"cannot open storage {url.split('@')[-1][:120]}: {str(exc).splitlines()[0][:200]}",
                 "check the URL and that the database driver is installed (pip install 'tunekit[postgres]')",
             ) from None
     journal = study_dir.journal
@@ -192,7 +192,7 @@ def database_lock(url: str, study: str):
     try:
         connection = engine.connect()
     except Exception as exc:
-        raise DataError(f"cannot open storage {url.split('@')[-1]}: {str(exc).splitlines()[0]}") from None
+        raise DataError(f"cannot open storage {url.split('@')[-1][:120]}: {str(exc).splitlines()[0][:200]}") from None
     with connection:
         if kind == "postgresql":
             connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
@@ -210,7 +210,8 @@ def database_lock(url: str, study: str):
 
 def describe_storage(study_dir: StudyDir, url: str | None) -> str:
     url = remembered_url(study_dir, url)
-    return url.split("@")[-1] if url else str(study_dir.journal)
+    shown = url.split("@")[-1] if url else str(study_dir.journal)  # never the user:password part
+    return shown if len(shown) <= 120 else shown[:117] + "..."
 
 
 def remember_url(study_dir: StudyDir, url: str) -> None:
@@ -227,9 +228,20 @@ def remembered_url(study_dir: StudyDir, url: str | None) -> str | None:
     if url:
         return url
     path = study_dir.storage_url
-    if path.is_file() and not path.is_symlink():
-        return path.read_text().strip() or None
-    return None
+    if not path.exists() or path.is_symlink():
+        return None  # StudyDir refuses a linked storage.url where it is written
+    info = path.stat()
+    # The URL is opened as written: only one that this user wrote (as tunekit does, mode 0600) is
+    # trusted; one planted by another user of a shared runs/ folder is not.
+    if not path.is_file() or info.st_uid != os.geteuid() or info.st_mode & 0o022 or info.st_size > 4096:
+        raise StateError(
+            f"{path} is not a storage URL tunekit wrote (another owner, writable by others, or too big)",
+            "pass --storage URL yourself, or remove the file",
+        )
+    try:
+        return path.read_text(encoding="utf-8").strip() or None
+    except UnicodeDecodeError:
+        raise StateError(f"{path} is not text", "pass --storage URL yourself, or remove the file") from None
 
 
 def load_study(study_dir: StudyDir, url: str | None = None):
@@ -245,7 +257,10 @@ def load_study(study_dir: StudyDir, url: str | None = None):
     try:
         return optuna.load_study(study_name=study_dir.name, storage=storage)
     except KeyError:
-        raise StateError(f"storage holds no study named '{study_dir.name}'") from None
+        raise StateError(
+            f"{describe_storage(study_dir, url)} holds no study named '{study_dir.name}'",
+            "a copied or renamed study folder keeps its old name inside: use that name, or search anew",
+        ) from None
 
 
 # Optuna's public API reaches a trial through the Study and the Trial object that asked it. A worker
