@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# pytest-xdist's workers inherit COLUMNS=80 from their controller; tunekit honours COLUMNS off a
+# terminal (a script that sets it wants that width), so tests that mean a width say so themselves.
+os.environ.pop("COLUMNS", None)
 
 # A test run started in the background (`make test &`, some CI runners) inherits SIGINT ignored,
 # and so would every tunekit process the tests start: the Ctrl-C tests would see no Ctrl-C.
