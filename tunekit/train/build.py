@@ -166,6 +166,36 @@ def build_model_for(config: Config, input_shape: tuple[int, ...], n_classes: int
     return model
 
 
+def _optimizer(config: Config, model: nn.Module) -> torch.optim.Optimizer:
+    opt = config.optimizer
+    return _constructed(
+        "optimizer", lambda: build_optimizer(model, opt.name, opt.args, opt.decay_bias_and_norm), config.source
+    )
+
+
+def _schedule(config: Config, optimizer: torch.optim.Optimizer, split: Split) -> LRSchedule:
+    sched = config.schedule
+    return _constructed(
+        "schedule",
+        lambda: build_schedule(
+            optimizer,
+            sched.name,
+            sched.args,
+            sched.warmup_epochs,
+            sched.warmup_steps,
+            sched.interval,
+            config.train.epochs,
+            steps_per_epoch(len(split.X_train), config.train.batch_size),
+        ),
+        config.source,
+    )
+
+
+def _loss(config: Config) -> Callable:
+    spec = LOSSES.get(config.loss.name)
+    return _constructed("loss", lambda: spec.build(**config.loss.args), config.source)
+
+
 def build_run(config: Config, device: torch.device, seed: int, split: Split | None = None) -> Run:
     """`split`: data already on `device` (a population's members share one copy)."""
     split = split if split is not None else load_data(config).to(device)
@@ -187,27 +217,10 @@ def build_run(config: Config, device: torch.device, seed: int, split: Split | No
             ],
             config.source,
         )
-    opt = config.optimizer
-    optimizer = _constructed(
-        "optimizer", lambda: build_optimizer(model, opt.name, opt.args, opt.decay_bias_and_norm), config.source
-    )
-    sched = config.schedule
-    schedule = _constructed(
-        "schedule",
-        lambda: build_schedule(
-            optimizer,
-            sched.name,
-            sched.args,
-            sched.warmup_epochs,
-            sched.warmup_steps,
-            sched.interval,
-            config.train.epochs,
-            steps_per_epoch(len(split.X_train), config.train.batch_size),
-        ),
-        config.source,
-    )
+    optimizer = _optimizer(config, model)
+    schedule = _schedule(config, optimizer, split)
     spec = LOSSES.get(config.loss.name)
-    loss_fn = _constructed("loss", lambda: spec.build(**config.loss.args), config.source)
+    loss_fn = _loss(config)
     if isinstance(loss_fn, nn.Module):
         loss_fn = loss_fn.to(device)
     if split.task == "classification" and spec.predict is not None and "class_weights" in config.loss.args:
@@ -300,32 +313,9 @@ def _every_build_problem(config: Config, split: Split) -> list[Problem]:
             attempt(lambda: apply_finetune(model, config.train.finetune, config.source), lambda: None)
         except DataError:
             pass  # the checkpoint itself is missing: build_run reports it once the config problems are fixed
-    opt, sched = config.optimizer, config.schedule
-    optimizer = attempt(
-        lambda: _constructed(
-            "optimizer", lambda: build_optimizer(model, opt.name, opt.args, opt.decay_bias_and_norm), config.source
-        ),
-        lambda: torch.optim.SGD(model.parameters(), lr=0.1),
-    )
-    attempt(
-        lambda: _constructed(
-            "schedule",
-            lambda: build_schedule(
-                optimizer,
-                sched.name,
-                sched.args,
-                sched.warmup_epochs,
-                sched.warmup_steps,
-                sched.interval,
-                config.train.epochs,
-                steps_per_epoch(len(split.X_train), config.train.batch_size),
-            ),
-            config.source,
-        ),
-        lambda: None,
-    )
-    spec = LOSSES.get(config.loss.name)
-    attempt(lambda: _constructed("loss", lambda: spec.build(**config.loss.args), config.source), lambda: None)
+    optimizer = attempt(lambda: _optimizer(config, model), lambda: torch.optim.SGD(model.parameters(), lr=0.1))
+    attempt(lambda: _schedule(config, optimizer, split), lambda: None)
+    attempt(lambda: _loss(config), lambda: None)
     if not problems:  # the refusal was one build_run checks beyond the components (batch norm on batches of 1, ...)
         return []
     return problems
