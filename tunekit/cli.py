@@ -292,10 +292,10 @@ def search(
 
     Example: tunekit search configs/quickstart.yaml --trials 30 --set train.epochs=10
     """
-    from tunekit.config.load import load_config
     from tunekit.config.sections import allow_plugins
     from tunekit.errors import UsageError
     from tunekit.study.options import SearchOptions, max_workers, study_name_for
+    from tunekit.study.preflight import load_checked
     from tunekit.study.search import run_search
 
     if workers > max_workers():
@@ -304,7 +304,7 @@ def search(
             "use fewer workers here, or start `tunekit search` on more machines with a shared --storage",
         )
     allow_plugins(allow_plugin)
-    cfg = load_config(config, set_)
+    cfg = load_checked(config, set_)
     device_list = _parse_devices(devices)
     if dry_run:
         from tunekit.study.preflight import preflight
@@ -407,7 +407,7 @@ def train(
 
     Example: tunekit train --best --study quickstart --epochs 40
     """
-    from tunekit.config.load import load_config, parse_overrides
+    from tunekit.config.load import parse_overrides
     from tunekit.config.sections import allow_plugins
     from tunekit.errors import UsageError
     from tunekit.runs import StudyDir, most_recent_study
@@ -446,7 +446,9 @@ def train(
             diagnostics=diagnostics == "on",
         )
     else:
-        cfg = load_config(config, set_)
+        from tunekit.study.preflight import load_checked
+
+        cfg = load_checked(config, set_)
         name = cfg.name or (Path(config).stem if config != "-" else "config")
         out = StudyDir(runs, name).sub("train")
         result = train_seeds(
@@ -547,12 +549,11 @@ def validate(
 
     Example: tunekit validate configs/quickstart.yaml
     """
-    from tunekit.config.load import load_config
     from tunekit.config.sections import allow_plugins
-    from tunekit.study.preflight import preflight
+    from tunekit.study.preflight import load_checked, preflight
 
     allow_plugins(allow_plugin)
-    info = preflight(load_config(config, set_))
+    info = preflight(load_checked(config, set_))
     if json_:
         _print_json(info)
     else:

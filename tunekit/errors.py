@@ -57,6 +57,10 @@ class ConfigError(TunekitError):
     def __init__(self, problems: list[Problem], source: str | None = None):
         self.problems = problems
         self.source = source
+        # Where validation left one: a config the later checks can still run on, and the paths of
+        # the faulty keys it stands in for (their defaults in their place).
+        self.stand_in = None
+        self.stand_in_for: list[str] = []
         super().__init__("; ".join(p.render(source) for p in problems))
 
     def lines(self) -> list[str]:

@@ -21,11 +21,12 @@ def test_yaml_1_1_booleans_stay_strings():
     assert data == {"a": "on", "b": "no", "c": "yes", "d": True, "e": False}
 
 
-def test_duplicate_key_names_both_lines():
-    assert (
-        error_text("optimizer:\n  lr: 1\n  lr: 2\n")
-        == "c.yaml:3: optimizer.lr: duplicate key (first defined on line 2) (hint: keep one of them)"
-    )
+def test_duplicate_key_names_both_lines_and_the_last_value_is_read_on():
+    doc = parse_yaml("optimizer:\n  lr: 1\n  lr: 2\n", "c.yaml")
+    assert [p.render("c.yaml") for p in doc.problems] == [
+        "c.yaml:3: optimizer.lr: duplicate key (first defined on line 2) (hint: keep one of them)"
+    ]
+    assert doc.data == {"optimizer": {"lr": 2}} and doc.lines["optimizer.lr"] == 3
 
 
 def test_line_map_points_at_nested_keys():

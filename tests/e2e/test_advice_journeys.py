@@ -250,4 +250,36 @@ def test_every_component_torch_refuses_at_once(tmp_path):
     result = tunekit(tmp_path, "validate", "c.yaml")
     assert result.returncode == 3, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert [e.split(":")[2:4] for e in errors] == [["2", " model"], ["3", " optimizer"], ["4", " schedule"]], errors
+    assert [e.split(":")[2:4] for e in errors] == [
+        ["2", " model.dropout"],
+        ["3", " optimizer.betas"],
+        ["4", " schedule.step_size"],
+    ], errors
+
+
+def test_what_torch_refuses_is_reported_with_the_yaml_problems_and_a_duplicate_key(tmp_path):
+    # Before: torch's refusals only appeared once the YAML stages were clean, and a duplicate key
+    # stopped everything after it.
+    config(
+        tmp_path,
+        "data: {name: iris}\n"
+        "model:\n"
+        "  name: mlp\n"
+        "  hidden: [8]\n"
+        "  dropout: 1.5\n"
+        "optimizer: {name: adam, betas: [0.9, 1.5]}\n"
+        "train: {epochs: 2, batch_sise: 8}\n"
+        "train: {epochs: 3}\n"
+        "search:\n"
+        "  optimizer.lr: {low: 1, high: 0.1}\n",
+    )
+    result = tunekit(tmp_path, "validate", "c.yaml")
+    assert result.returncode == 3, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert [e.split(":")[2:4] for e in errors] == [
+        ["5", " model.dropout"],
+        ["6", " optimizer.betas"],
+        ["8", " train"],
+        ["10", " search.optimizer.lr"],
+    ], errors
+    assert "duplicate key (first defined on line 7)" in errors[2]

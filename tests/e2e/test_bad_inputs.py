@@ -183,7 +183,7 @@ ROWS = [
         cfg(GOOD + "schedule: {name: step, step_size: 0}\n"),
         ["validate", "c.yaml"],
         3,
-        "schedule: step_size must be >= 1",
+        "schedule.step_size: step_size must be >= 1",
     ),
     (
         "search-key-addresses-nothing",

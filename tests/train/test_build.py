@@ -10,13 +10,13 @@ from tunekit.errors import ConfigError, DataError
     "text, fragment",
     [
         ("optimizer: {name: adam, lr: -0.1}", "optimizer: Invalid learning rate: -0.1"),
-        ("optimizer: {name: adam, betas: [0.9, 1.5]}", "optimizer: Invalid beta parameter at index 1"),
-        ("optimizer: {name: sgd, nesterov: true}", "optimizer: Nesterov momentum requires a momentum"),
-        ("schedule: {name: step, step_size: 0}", "schedule: step_size must be >= 1"),
+        ("optimizer: {name: adam, betas: [0.9, 1.5]}", "optimizer.betas: Invalid beta parameter at index 1"),
+        ("optimizer: {name: sgd, nesterov: true}", "optimizer.nesterov: Nesterov momentum requires a momentum"),
+        ("schedule: {name: step, step_size: 0}", "schedule.step_size: step_size must be >= 1"),
         ("loss: {name: mse}", "loss.name: 'mse' is a regression loss but data 'iris' is classification"),
         ("study: {metric: val_rmse}", "study.metric: 'val_rmse' is not a classification metric"),
         ("study: {metric: val_acuracy}", "did you mean 'val_accuracy'?"),
-        ("model: {name: mlp, dropout: 1.0}", "model: dropout must be in [0, 1)"),
+        ("model: {name: mlp, dropout: 1.0}", "model.dropout: dropout must be in [0, 1)"),
         (
             "loss: {name: cross_entropy, class_weights: [1.0, 2.0]}",
             "loss.class_weights: has 2 entries but the data has 3 classes",

@@ -78,13 +78,14 @@ def _stand_in(raw: dict[str, Any], problems: list[Problem]) -> Config | None:
     return None
 
 
-def _every_problem(raw: dict[str, Any]) -> tuple[Config | None, list[Problem]]:
+def _every_problem(raw: dict[str, Any]) -> tuple[Config | None, Config | None, list[Problem]]:
     """Every problem of every stage, each once: the sections, each search entry's own shape, and each
     entry's corners against the config.
 
     Problems in the sections do not hide the search block's: the corners are checked against a
     stand-in config (`_stand_in`), skipping entries in a section that has problems of its own, since
-    those would only restate them. When no stand-in holds, only the entries' own shapes are checked."""
+    those would only restate them. When no stand-in holds, only the entries' own shapes are checked.
+    Returns (the config or None, the config the corners were checked against, the problems)."""
     config, problems = check_sections(raw)
     checked = config
     search = raw.get("search")
@@ -95,10 +96,19 @@ def _every_problem(raw: dict[str, Any]) -> tuple[Config | None, list[Problem]]:
     if checked is not None:
         faulty = frozenset(p.path.split(".")[0] for p in problems)
         problems += SearchSpace.parse(checked, faulty)[1]
+    return config, checked, _unique(problems)
+
+
+def _unique(problems: list[Problem]) -> list[Problem]:
     unique: dict[tuple, Problem] = {}
     for p in problems:
         unique.setdefault((p.path, p.message), p)
-    return config, list(unique.values())
+    return list(unique.values())
+
+
+def in_file_order(problems: list[Problem]) -> list[Problem]:
+    """Problems sorted by file line (those with none, from --set or the data, last); stable within a line."""
+    return sorted(_unique(problems), key=lambda p: math.inf if p.line is None else p.line)
 
 
 def validate_document(doc: Document, overrides: dict[str, Any] | None = None, base_dir: str | None = None) -> Config:
@@ -122,7 +132,9 @@ def validate_document(doc: Document, overrides: dict[str, Any] | None = None, ba
         base_dir = os.getcwd()
     if base_dir is not None:
         resolve_data_path(raw, base_dir)
-    config, problems = _every_problem(raw)
+    config, checked, problems = _every_problem(raw)
+    faulty_paths = [p.path for p in problems]  # before the parse's own (duplicates), which leave no key faulty
+    problems = doc.problems + problems
     if problems:
         for p in problems:
             given = next((k for k in overrides if p.path == k or p.path.startswith(k + ".")), None)
@@ -130,11 +142,20 @@ def validate_document(doc: Document, overrides: dict[str, Any] | None = None, ba
                 p.origin, p.line = f"--set {given}={_shown(overrides[given])}", None
             elif p.line is None:
                 p.line = doc.line_of(p.path)
-        problems.sort(key=lambda p: math.inf if p.line is None else p.line)  # file order; stable within a line
-        raise ConfigError(problems, doc.source)
+        error = ConfigError(in_file_order(problems), doc.source)
+        # The later stages (torch's own checks, on real data) can still look at what stood in, so
+        # their problems are reported with these rather than after these are fixed.
+        if checked is not None:
+            error.stand_in, error.stand_in_for = _with_lines(checked, doc, raw), faulty_paths
+        raise error
+    return _with_lines(config, doc, raw)
+
+
+def _with_lines(config: Config, doc: Document, raw: dict[str, Any]) -> Config:
     config.source = doc.source
     # For the checks that run later, on real data (tunekit.train.build.corner_problems).
     keys = [*(f"search.{k}" for k in config.search), *(str(k) for k in raw if k != "search")]
+    keys += [f"{k}.{sub}" for k in raw if k != "search" and isinstance(raw[k], dict) for sub in raw[k]]
     config.lines = {k: doc.line_of(k) for k in keys if doc.line_of(k) is not None}
     return config
 

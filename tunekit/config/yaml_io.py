@@ -52,6 +52,9 @@ class Document:
     data: dict[str, Any]
     lines: dict[str, int] = field(default_factory=dict)
     source: str | None = None
+    # Problems the parse found but could read past (a duplicate key: the last value is kept), so
+    # they are reported with every other problem of the file instead of hiding them.
+    problems: list[Problem] = field(default_factory=list)
 
     def line_of(self, path: str) -> int | None:
         # An error deep inside a value (model.hidden.2) falls back to its nearest known parent.
@@ -66,8 +69,10 @@ def _problem(message: str, source: str | None, line: int | None = None, hint: st
     return ConfigError([Problem("", message, line, hint)], source)
 
 
-def _index(node: yaml.Node, prefix: str, lines: dict[str, int], budget: list[int], source: str | None) -> None:
-    """Walk the composed node tree: record key lines, reject duplicates, count nodes."""
+def _index(
+    node: yaml.Node, prefix: str, lines: dict[str, int], budget: list[int], source: str | None, found: list[Problem]
+) -> None:
+    """Walk the composed node tree: record key lines, note duplicates in `found`, count nodes."""
     budget[0] -= 1
     if budget[0] < 0:
         raise _problem(
@@ -80,18 +85,20 @@ def _index(node: yaml.Node, prefix: str, lines: dict[str, int], budget: list[int
             line = key_node.start_mark.line + 1
             path = f"{prefix}.{key}" if prefix else key
             if key in seen:
-                raise ConfigError(
-                    [Problem(path, f"duplicate key (first defined on line {seen[key]})", line, "keep one of them")],
-                    source,
+                found.append(
+                    Problem(path, f"duplicate key (first defined on line {seen[key]})", line, "keep one of them")
                 )
-            seen[key] = line
+                # YAML keeps the last value: its lines are the ones a later problem in it points at.
+                for known in [k for k in lines if k == path or k.startswith(path + ".")]:
+                    del lines[known]
+            seen.setdefault(key, line)
             lines.setdefault(path, line)
-            _index(value_node, path, lines, budget, source)
+            _index(value_node, path, lines, budget, source, found)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             path = f"{prefix}.{i}" if prefix else str(i)
             lines.setdefault(path, item.start_mark.line + 1)
-            _index(item, path, lines, budget, source)
+            _index(item, path, lines, budget, source, found)
     elif isinstance(node, yaml.ScalarNode) and node.style is None:
         _refuse_yaml_11_number(node, prefix, source)
 
@@ -156,7 +163,8 @@ def parse_yaml(text: str, source: str | None = None) -> Document:
                 node.start_mark.line + 1,
             )
         lines: dict[str, int] = {}
-        _index(node, "", lines, [MAX_NODES], source)
+        found: list[Problem] = []
+        _index(node, "", lines, [MAX_NODES], source, found)
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -178,7 +186,7 @@ def parse_yaml(text: str, source: str | None = None) -> Document:
         ) from None
     finally:
         loader.dispose()
-    return Document(data, lines, source)
+    return Document(data, lines, source, found)
 
 
 def read_yaml_file(path: str) -> Document:

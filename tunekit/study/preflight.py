@@ -10,13 +10,51 @@ import optuna
 import torch
 
 from tunekit.components.samplers import build_sampler_and_pruner
+from tunekit.config.load import in_file_order, load_config
 from tunekit.config.paths import apply_params
 from tunekit.config.sections import Config
 from tunekit.config.space import SearchSpace
-from tunekit.errors import ConfigError
+from tunekit.errors import ConfigError, Problem, TunekitError
 from tunekit.train.batches import rows_per_batch
 from tunekit.train.build import build_checked, build_run, corner_problems, resolve_device
 from tunekit.train.vectorized import population_problems
+
+
+def load_checked(path: str, overrides: list[str] | None = None) -> Config:
+    """`load_config`, and when the file has problems, also what torch and the data would refuse
+    in the rest of it: every problem of every stage in one error, in file order.
+
+    Without this, a value torch refuses (dropout 1.5, a beta of 1) would only show up once the
+    file's other problems were fixed. The later stages run on the config that stood in for the
+    faulty one (its faulty keys at their defaults); what they say about those keys is dropped,
+    since it would only restate the problem already reported."""
+    try:
+        return load_config(path, overrides)
+    except ConfigError as exc:
+        if exc.stand_in is None:
+            raise
+        later = [p for p in _later_problems(exc.stand_in) if not _restates(p, exc.stand_in_for)]
+        if not later:
+            raise
+        raise ConfigError(in_file_order(exc.problems + later), exc.source) from None
+
+
+def _later_problems(config: Config) -> list[Problem]:
+    """What the build and corner checks say of a config that passed the YAML stages."""
+    try:
+        config, run = build_checked(config)
+    except ConfigError as exc:
+        return exc.problems
+    except TunekitError:
+        return []  # missing data file and the like: reported on its own once the config is clean
+    space, problems = SearchSpace.parse(config)
+    if problems:
+        return []
+    return corner_problems(config, space, run.split) or population_problems(config, space, run)
+
+
+def _restates(problem: Problem, reported: list[str]) -> bool:
+    return any(problem.path == path or problem.path.startswith(path + ".") for path in reported if path)
 
 
 def sample_trial_config(config: Config, space) -> dict[str, Any]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -138,12 +139,16 @@ class Run:
     plain_loss: Callable  # val_loss/test_loss (components.losses.LossSpec.plain)
 
 
-def _constructed(section: str, build: Callable, source: str | None):
-    """Call a builder; a ValueError from it (or from torch) is a config problem at `section`."""
+def _constructed(section: str, build: Callable, source: str | None, keys: Iterable[str] = ()):
+    """Call a builder; a ValueError from it (or from torch) is a config problem at `section`, or at
+    the key of it the message names (torch says "Invalid beta parameter" of `betas`), so the
+    error points at that key's line."""
     try:
         return build()
     except (ValueError, TypeError) as exc:
-        raise ConfigError([Problem(section, str(exc).split("\n")[0])], source) from None
+        message = str(exc).split("\n")[0]
+        named = [k for k in keys if k != "name" and re.search(rf"\b{re.escape(k.rstrip('s'))}", message, re.I)]
+        raise ConfigError([Problem(f"{section}.{named[0]}" if named else section, message)], source) from None
 
 
 def build_model(config: Config, split: Split) -> nn.Module:
@@ -155,7 +160,9 @@ def build_model_for(config: Config, input_shape: tuple[int, ...], n_classes: int
     loss = LOSSES.get(config.loss.name)
     n_out = _constructed("loss.name", lambda: loss.outputs(n_classes), config.source)
     builder = lookup("model", config.model.name)
-    model = _constructed("model", lambda: builder(tuple(input_shape), n_out, **config.model.args), config.source)
+    model = _constructed(
+        "model", lambda: builder(tuple(input_shape), n_out, **config.model.args), config.source, config.model.args
+    )
     if not isinstance(model, nn.Module):
         raise ConfigError(
             [Problem("model.name", f"'{config.model.name}' returned {type(model).__name__}, not a torch.nn.Module")],
@@ -169,7 +176,10 @@ def build_model_for(config: Config, input_shape: tuple[int, ...], n_classes: int
 def _optimizer(config: Config, model: nn.Module) -> torch.optim.Optimizer:
     opt = config.optimizer
     return _constructed(
-        "optimizer", lambda: build_optimizer(model, opt.name, opt.args, opt.decay_bias_and_norm), config.source
+        "optimizer",
+        lambda: build_optimizer(model, opt.name, opt.args, opt.decay_bias_and_norm),
+        config.source,
+        opt.args,
     )
 
 
@@ -188,12 +198,13 @@ def _schedule(config: Config, optimizer: torch.optim.Optimizer, split: Split) ->
             steps_per_epoch(len(split.X_train), config.train.batch_size),
         ),
         config.source,
+        sched.args,
     )
 
 
 def _loss(config: Config) -> Callable:
     spec = LOSSES.get(config.loss.name)
-    return _constructed("loss", lambda: spec.build(**config.loss.args), config.source)
+    return _constructed("loss", lambda: spec.build(**config.loss.args), config.source, config.loss.args)
 
 
 def build_run(config: Config, device: torch.device, seed: int, split: Split | None = None) -> Run:
