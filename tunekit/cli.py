@@ -951,6 +951,8 @@ def main() -> None:
     """The `tunekit` entry point. A pipe closed outside a command's body (`tunekit --help | head -1`)
     is caught by Typer, which exits 1 after wrapping stdout in click's PacifyFlushWrapper; that exit
     is the reader leaving too. Inside a command, `_guarded` has already exited 0."""
+    # Read once, when torch loads OpenMP, so before any command imports torch (train/threads.py says why).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         app()
     except SystemExit as exc:

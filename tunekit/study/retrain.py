@@ -31,7 +31,7 @@ from tunekit.report.summary import pick_best
 from tunekit.runs import StudyDir, no_links, open_lock, write_json, write_text
 from tunekit.study.best import refresh_best
 from tunekit.study.storage import load_study
-from tunekit.train.build import build_run, check_buildable, resolve_device
+from tunekit.train.build import build_run, check_buildable, resolve_device, set_threads
 from tunekit.train.trainer import Diagnostics, Diverged, evaluate, fit
 
 
@@ -69,6 +69,7 @@ def train_config(
     config = check_buildable(config)
     started = time.perf_counter()
     run = build_run(config, resolve_device(device or config.train.device), seed)
+    set_threads(config.train.threads, run)
     monitor, direction = config.study.metric, config.study.direction
 
     def on_epoch(record) -> None:

@@ -41,6 +41,8 @@ def prepare_study(config: Config, opts: SearchOptions) -> tuple[Config, SearchSp
     """Check everything, then create or load the study. Nothing is written before the checks pass."""
     study_dir = StudyDir(opts.runs, study_name_for(config, opts))
     config, base_run = build_checked(config)
+    if opts.workers <= 1:  # this process trains: size its threads by the base model (workers get cores // N)
+        opts.threads = set_threads(opts.threads or config.train.threads, base_run)
     space, problems = SearchSpace.parse(config)
     target = opts.trials or config.study.trials
     if not problems and len(space) == 0 and target > 1:
@@ -93,7 +95,6 @@ def run_search(config: Config, opts: SearchOptions) -> dict[str, Any]:
     stop = Stop(opts.started_at)
     try:
         if opts.workers <= 1:
-            set_threads(opts.threads or config.train.threads)
             work(config, space, study_dir, opts, deadline, stop=stop)
         else:
             run_workers(config, study_dir, opts, stop)

@@ -27,8 +27,9 @@ from tunekit.config.paths import apply_params
 from tunekit.config.sections import SECTIONS, Config, check_sections, lookup
 from tunekit.errors import ConfigError, DataError, Problem
 from tunekit.registry import did_you_mean
-from tunekit.train.batches import steps_per_epoch
+from tunekit.train.batches import rows_per_batch, steps_per_epoch
 from tunekit.train.finetune import apply_finetune  # before the optimizer: frozen params must stay out of it
+from tunekit.train.threads import default_threads
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -350,10 +351,15 @@ def copy_state(model: nn.Module) -> dict:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def set_threads(threads: int | None) -> None:
-    """torch threads for this process (a worker sets its own share of the cores)."""
+def set_threads(threads: int | None, run: Run | None = None) -> int | None:
+    """torch threads for this process: `threads`, else (given the run it trains first) one thread
+    for small steps and every core for large ones (train/threads.py). Returns the count set."""
+    if not threads and run is not None:
+        rows = rows_per_batch(len(run.split.X_train), run.config.train.batch_size)
+        threads = default_threads(run.model, run.split.X_train[:rows])
     if threads:
         torch.set_num_threads(threads)
+    return threads
 
 
 def corner_problems(config: Config, space, split: Split) -> list[Problem]:
