@@ -295,8 +295,6 @@ def search(
     from tunekit.config.sections import allow_plugins
     from tunekit.errors import UsageError
     from tunekit.study.options import SearchOptions, max_workers, study_name_for
-    from tunekit.study.preflight import load_checked
-    from tunekit.study.search import run_search
 
     if workers > max_workers():
         raise UsageError(
@@ -304,7 +302,11 @@ def search(
             "use fewer workers here, or start `tunekit search` on more machines with a shared --storage",
         )
     allow_plugins(allow_plugin)
-    cfg = load_checked(config, set_)
+    source = _read_config_first(config)
+    from tunekit.study.preflight import load_checked
+    from tunekit.study.search import run_search
+
+    cfg = load_checked(source, set_)
     device_list = _parse_devices(devices)
     if dry_run:
         from tunekit.study.preflight import preflight
@@ -411,8 +413,6 @@ def train(
     from tunekit.config.sections import allow_plugins
     from tunekit.errors import UsageError
     from tunekit.runs import StudyDir, most_recent_study
-    from tunekit.study.retrain import best_config, train_seeds, variant_label
-    from tunekit.study.trial import trial_seed
 
     allow_plugins(allow_plugin)
     log = _err if verbose else (lambda line: None)
@@ -420,6 +420,10 @@ def train(
         raise UsageError(f"--diagnostics {diagnostics!r}: expected on or off", "e.g. --diagnostics off")
     if best == (config is not None):
         raise UsageError("give either a CONFIG or --best", "e.g. tunekit train --best, or tunekit train config.yaml")
+    source = None if best else _read_config_first(config)
+    from tunekit.study.retrain import best_config, train_seeds, variant_label
+    from tunekit.study.trial import trial_seed
+
     if best:
         study_dir = StudyDir(runs, study or most_recent_study(runs))
         cfg, number, shuffle_seed = best_config(study_dir, storage, pick)
@@ -448,7 +452,7 @@ def train(
     else:
         from tunekit.study.preflight import load_checked
 
-        cfg = load_checked(config, set_)
+        cfg = load_checked(source, set_)
         name = cfg.name or (Path(config).stem if config != "-" else "config")
         out = StudyDir(runs, name).sub("train")
         result = train_seeds(
@@ -550,14 +554,24 @@ def validate(
     Example: tunekit validate configs/quickstart.yaml
     """
     from tunekit.config.sections import allow_plugins
-    from tunekit.study.preflight import load_checked, preflight
 
     allow_plugins(allow_plugin)
-    info = preflight(load_checked(config, set_))
+    source = _read_config_first(config)
+    from tunekit.study.preflight import load_checked, preflight
+
+    info = preflight(load_checked(source, set_))
     if json_:
         _print_json(info)
     else:
         _render_preflight(config, info)
+
+
+def _read_config_first(path: str):
+    """The config file read and parsed before a command imports torch (~3 s here), so a missing
+    file or a YAML slip is said at once."""
+    from tunekit.config.load import read_config
+
+    return read_config(path)
 
 
 def _render_preflight(config: str, info: dict) -> None:

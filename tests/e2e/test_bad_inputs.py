@@ -1,6 +1,9 @@
 """The bad-input catalogue (shared/NOTES.md), one row each, through the real CLI: the exit code of
 SPEC §5, a one-line message naming the file:line or key, no traceback, nothing half-written."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -464,3 +467,19 @@ def test_code_has_no_unsafe_loading():
         for call in re.findall(r"torch\.load\([^)]*\)", text):
             assert "weights_only=True" in call, (path, call)
     assert any("torch.load(" in t for t in source.values())  # the scan does see the loads it guards
+
+
+@pytest.mark.parametrize("command", ["validate", "search", "train"])
+def test_a_missing_or_malformed_config_is_said_before_torch_loads(tmp_path, command):
+    # Before: validate/search/train imported torch (~3 s) before saying the file was not there.
+    (tmp_path / "bad.yaml").write_text("model: [unclosed\n")
+    probe = (
+        "import sys\nfrom tunekit.cli import main\n"
+        "for name in ('nope.yaml', 'bad.yaml'):\n"
+        f"    sys.argv = ['tunekit', '{command}', name]\n"
+        "    try:\n        main()\n    except SystemExit as exc:\n        print(exc.code)\n"
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["4", "3", "False"], out.stderr
+    assert "config file not found: nope.yaml" in out.stderr and "bad.yaml:" in out.stderr

@@ -6,6 +6,7 @@ import copy
 import json
 import math
 import os
+from dataclasses import dataclass
 from typing import Any
 
 from tunekit.config.paths import set_path
@@ -165,8 +166,22 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:60] + "..."
 
 
-def load_config(path: str, overrides: list[str] | None = None) -> Config:
-    """A config file (`-`: stdin) plus `--set` overrides. A relative `data.path` is read from the
-    config file's folder (the working directory for stdin)."""
+@dataclass(frozen=True)
+class ConfigFile:
+    """A config file as read: its document, and the folder a relative `data.path` in it is read
+    from (the file's own folder; the working directory for stdin)."""
+
+    doc: Document
+    base_dir: str
+
+
+def read_config(path: str) -> ConfigFile:
+    """Read and parse a config file (`-`: stdin); a missing or malformed file raises here."""
     base_dir = os.getcwd() if path == "-" else os.path.dirname(os.path.abspath(path))
-    return validate_document(read_yaml_file(path), parse_overrides(overrides or []), base_dir)
+    return ConfigFile(read_yaml_file(path), base_dir)
+
+
+def load_config(path: str | ConfigFile, overrides: list[str] | None = None) -> Config:
+    """A config file (a path, `-` for stdin, or one already read) plus `--set` overrides."""
+    file = path if isinstance(path, ConfigFile) else read_config(path)
+    return validate_document(file.doc, parse_overrides(overrides or []), file.base_dir)

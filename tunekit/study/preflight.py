@@ -10,7 +10,7 @@ import optuna
 import torch
 
 from tunekit.components.samplers import build_sampler_and_pruner
-from tunekit.config.load import in_file_order, load_config
+from tunekit.config.load import ConfigFile, in_file_order, load_config
 from tunekit.config.paths import apply_params
 from tunekit.config.sections import Config
 from tunekit.config.space import SearchSpace
@@ -20,7 +20,7 @@ from tunekit.train.build import build_checked, build_run, corner_problems, resol
 from tunekit.train.vectorized import population_problems
 
 
-def load_checked(path: str, overrides: list[str] | None = None) -> Config:
+def load_checked(path: str | ConfigFile, overrides: list[str] | None = None) -> Config:
     """`load_config`, and when the file has problems, also what torch and the data would refuse
     in the rest of it: every problem of every stage in one error, in file order.
 
