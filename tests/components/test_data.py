@@ -107,7 +107,7 @@ def test_csv_with_string_labels(tmp_path):
         ("a,y\n1,0\n2,1\n", {"target": "z"}, "no column 'z'"),
         ("a,y\nx,0\n2,1\n", {"target": "y"}, "d.csv row 2, column 'a': 'x' is not a number"),
         ("a,y\n" + "1,0\nnan,1\n" * 10, {"target": "y"}, "d.csv row 3, column 'a': 'nan' is NaN"),
-        ("a,y\n" + "1,0\n" * 20, {"target": "y"}, "at least 2 classes"),
+        ("a,y\n" + "1,0\n" * 20, {"target": "y"}, "holds one value, .0., in every row"),
     ],
 )
 def test_bad_csv_files(tmp_path, content, args, fragment):
@@ -205,11 +205,30 @@ def test_csv_regression_target_that_is_not_a_number(tmp_path):
         load_split("csv", {"path": path, "target": "y", "task": "regression"}, 0.2, 0.2, True, seed=0)
 
 
+def test_csv_with_two_columns_of_one_name_is_refused(tmp_path):
+    path = _csv(tmp_path, "a,b,a,y\n1,2,3,0\n4,5,6,1\n")
+    with pytest.raises(DataError, match=re.escape("columns 1 and 3 are both named 'a'")):
+        load_split("csv", {"path": path, "target": "y"}, 0.2, 0.2, True, seed=0)
+
+
+def test_csv_target_with_one_value_is_refused_with_its_name(tmp_path):
+    path = _csv(tmp_path, "a,y\n1,yes\n2,yes\n3,yes\n")
+    with pytest.raises(DataError, match=re.escape("column 'y' (the target) holds one value, 'yes', in every row")):
+        load_split("csv", {"path": path, "target": "y"}, 0.2, 0.2, True, seed=0)
+
+
 def test_npz_task_is_inferred(tmp_path):
     rng = np.random.default_rng(0)
     path = tmp_path / "d.npz"
     np.savez(path, X=rng.normal(size=(60, 2)), y=rng.normal(size=60))
     assert load_split("npz", {"path": str(path)}, 0.2, 0.2, True, seed=0).task == "regression"
+
+
+def test_npz_with_text_features_names_the_file_and_array(tmp_path):
+    path = tmp_path / "d.npz"
+    np.savez(path, X=np.array([["a", "b"]] * 20), y=np.arange(20) % 2)
+    with pytest.raises(DataError, match=re.escape(f"{path}: array 'X' holds <U1 values, not numbers")):
+        load_split("npz", {"path": str(path)}, 0.2, 0.2, True, seed=0)
 
 
 def test_fingerprint_sees_content_not_just_the_clock(tmp_path):

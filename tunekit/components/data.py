@@ -260,6 +260,10 @@ def _some(names: list[str], limit: int = 20) -> str:
     return ", ".join(names[:limit]) + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
 
 
+def _short(value: str) -> str:
+    return value if len(value) <= 40 else value[:37] + "..."
+
+
 def _cell_error(where: str, rowno: int, column: str, value: str, target: bool = False) -> DataError:
     """Why one CSV cell is not a usable number, named like a spreadsheet: row (header = 1) and column."""
     cell = f"{where} row {rowno}, column '{column}'" + (" (the target)" if target else "")
@@ -270,7 +274,7 @@ def _cell_error(where: str, rowno: int, column: str, value: str, target: bool = 
             else "fill in the missing values, or drop those rows or that column"
         )
         return DataError(f"{cell} is empty", hint)
-    shown = value if len(value) <= 40 else value[:37] + "..."
+    shown = _short(value)
     if target:
         return DataError(
             f"{cell}: '{shown}' is not a number", "data.task is regression; use data.task: classification for labels"
@@ -303,6 +307,12 @@ def csv(seed: int, path: str, target: str, task: Task | None = None, delimiter: 
     header = [name.strip() for name in rows[0]] if rows else []  # `a, b, price` names `price`
     if not header:
         raise DataError(f"{where}: row 1 must be the header (the column names)")
+    twice = next((name for i, name in enumerate(header) if name in header[:i]), None)
+    if twice is not None:  # predict matches columns by name: two of one name could not be told apart
+        first, second = [i + 1 for i, name in enumerate(header) if name == twice][:2]
+        raise DataError(
+            f"{where}: columns {first} and {second} are both named '{twice}'", "give every column its own name"
+        )
     if target not in header:
         close = did_you_mean(target, header)
         raise DataError(
@@ -333,6 +343,11 @@ def csv(seed: int, path: str, target: str, task: Task | None = None, delimiter: 
     if not features:
         raise DataError(f"{where}: no data rows under the header")
     y = _target_values(labels)
+    if len(set(labels)) < 2:
+        raise DataError(
+            f"{where}: column '{target}' (the target) holds one value, '{_short(labels[0])}', in every row",
+            "a target needs at least two values to learn from; check --target / data.target",
+        )
     if y.dtype.kind == "f" and not np.isfinite(y).all():
         bad = int(np.flatnonzero(~np.isfinite(y))[0])
         raise DataError(
@@ -409,6 +424,11 @@ def npz(
         X_arr, y_arr = get(X), get(y)
         Xt = get(X_test) if X_test else None
         yt = get(y_test) if y_test else None
+    for key, arr in ((X, X_arr), (X_test, Xt)):
+        if arr is not None and not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+            raise DataError(
+                f"{path}: array '{key}' holds {arr.dtype} values, not numbers", "store the features as floats or ints"
+            )
     if task is None:
         task = infer_task(y_arr)
         if task is None:
@@ -509,7 +529,7 @@ def prepare(raw: RawData, val_fraction: float, test_fraction: float, standardize
     try:
         X = X.astype(np.float64)
     except (TypeError, ValueError):
-        raise DataError("features are not numeric") from None
+        raise DataError("features are not numeric", "give the model numbers: encode text columns first") from None
     _check_finite("features", X)
 
     n_classes = None
