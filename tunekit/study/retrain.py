@@ -135,7 +135,7 @@ def train_config(
         if stopped is None:
             tracking.best_model(key, out_dir / "model.pt", number)
         state, reason = ("COMPLETE", None) if stopped is None else ("STOPPED", stopped["reason"])
-        tracking.trial_ended(key, state, reason, metrics, params)
+        tracking.trial_ended(key, state, reason, {f"final.{k}": v for k, v in metrics.items()}, params)
     return summary
 
 

@@ -116,7 +116,7 @@ def track_outcome(tracking, trial, state: str, outcome: Any, config: Config, spa
     values, reason = {}, None
     if state == "COMPLETE":
         got = outcome if isinstance(outcome, list) else [outcome]
-        values = {metric: value for (metric, _), value in zip(objectives_of(config), got)}
+        values = {f"objective.{metric}": value for (metric, _), value in zip(objectives_of(config), got)}
     elif state == "FAIL":
         reason = str(outcome)
     tracking.trial_ended(trial_key(trial.number), state, reason, values, space.values_from(trial.params))

@@ -8,6 +8,7 @@ no target means MLflow's own default (MLFLOW_TRACKING_URI, else sqlite:///mlflow
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,11 @@ class MlflowTracker:
     def __init__(self, target: str | None, default_dir: Path | None = None):
         for noisy in ("mlflow", "alembic"):  # "Creating initial MLflow database tables..." is not for our stderr
             logging.getLogger(noisy).setLevel(logging.WARNING)
+        # MLflow retries an unreachable server for ~4 minutes by default: a tracker must not hold up the
+        # study that long. The user's own settings win.
+        for var, value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"), ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")):
+            os.environ.setdefault(var, value)
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
         uri, self.artifacts = store_of(target)
         self.client = MlflowClient(tracking_uri=uri)  # opens (and for SQLite creates) the store now
         self.experiment: str | None = None
@@ -109,7 +115,7 @@ class MlflowTracker:
         now = int(time.time() * 1000)
         self.client.log_batch(
             run,
-            metrics=[Metric(f"objective.{k}", v, now, 0) for k, v in values.items()],
+            metrics=[Metric(k, v, now, 0) for k, v in values.items()],
             tags=[_tag("tunekit.state", state), *([_tag("tunekit.reason", reason)] if reason else [])],
         )
         self.client.set_terminated(run, STATUS.get(state, "FINISHED"))

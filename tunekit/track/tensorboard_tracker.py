@@ -53,7 +53,7 @@ class TensorBoardTracker:
         if writer is None:
             return
         shown = {**shown_params(params), "state": state, "reason": reason or ""}
-        metrics = {f"objective/{k}": v for k, v in values.items()}
+        metrics = dict(values)
         for summary in hparams(shown, metrics):
             writer.file_writer.add_summary(summary)
         for tag, value in metrics.items():

@@ -36,7 +36,8 @@ class Tracker(Protocol):
     def trial_ended(
         self, key: str, state: str, reason: str | None, values: dict[str, float], params: dict[str, Any]
     ) -> None:
-        """state COMPLETE, PRUNED or FAIL (train: COMPLETE or STOPPED); values: objective (or test) metrics."""
+        """state COMPLETE, PRUNED or FAIL (train: COMPLETE or STOPPED); values: the outcome's metrics, named
+        `objective.<metric>` for a trial and `final.<metric>` (best-epoch val_*, test_*) for a train run."""
 
     def best_model(self, key: str, path: Path, number: int | None) -> None: ...
 
