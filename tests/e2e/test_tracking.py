@@ -159,3 +159,21 @@ def test_an_unknown_tracker_is_a_usage_error_before_anything_is_written(cli, wri
     assert result.exit_code == 2
     assert "--track 'wandb': unknown tracker 'wandb' (trackers: mlflow, tensorboard)" in result.stderr
     assert not runs.exists()
+
+
+def test_two_searches_starting_at_once_share_the_oldest_parent_run(store, monkeypatch):
+    """Two machines (or a resumed search) that both find no parent run both create one: each then
+    keeps the oldest and the extra one is deleted, so every trial nests under the same parent."""
+    from tunekit.track.mlflow_tracker import MlflowTracker
+
+    first, second = MlflowTracker(store), MlflowTracker(store)
+    objectives = [("val_accuracy", "maximize")]
+    first.study_started("race", objectives, nested=True, owner=True)
+    real = MlflowTracker._find_parent
+    looks = iter([None])  # the second one looked before the first one's run existed
+    monkeypatch.setattr(MlflowTracker, "_find_parent", lambda self: next(looks, real(self)))
+    second.study_started("race", objectives, nested=True, owner=True)
+    assert second.parent == first.parent
+    client = MlflowClient(tracking_uri=store)
+    experiment = client.get_experiment_by_name("race").experiment_id
+    assert [r.info.run_id for r in client.search_runs([experiment])] == [first.parent]
