@@ -41,7 +41,9 @@ def empty_store(tmp_path_factory):
 
 
 @pytest.fixture
-def store(empty_store, tmp_path):
+def store(empty_store, tmp_path, monkeypatch):
+    """A store URI as a user gives it; MLflow puts such a store's artifacts in ./mlruns: cwd is tmp_path."""
+    monkeypatch.chdir(tmp_path)
     path = tmp_path / "store" / "mlflow.db"
     path.parent.mkdir()
     shutil.copy(empty_store, path)
@@ -52,10 +54,13 @@ def lines_of(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_mlflow_gets_one_parent_run_per_study_and_one_nested_run_per_trial(cli, write_config, runs, store, monkeypatch):
+def test_mlflow_gets_one_parent_run_per_study_and_one_nested_run_per_trial(
+    cli, write_config, runs, store, tmp_path, monkeypatch
+):
     config = write_config(CONFIG)
+    folder = "store"  # --track mlflow:DIR: DIR/mlflow.db (the store's file) and DIR/artifacts/, from the cwd
     monkeypatch.setenv("TUNEKIT_FAULT", "1:1:raise")  # trial 1 fails at its first epoch
-    result = cli("search", config, "--runs", runs, "--track", f"mlflow:{store}", "--json", "-q")
+    result = cli("search", config, "--runs", runs, "--track", f"mlflow:{folder}", "--json", "-q")
     assert result.exit_code == 0, result.stderr
     assert "warning" not in result.stderr
     summary = json.loads(result.stdout)
@@ -89,11 +94,11 @@ def test_mlflow_gets_one_parent_run_per_study_and_one_nested_run_per_trial(cli, 
     assert len(client.get_metric_history(children["trial-00001"].info.run_id, "train_loss")) == 1
 
     # The best model: `train --best` is a run under the same parent, with model.pt as its artifact.
-    result = cli("train", "--best", "--study", "tracked", "--runs", runs, "--track", f"mlflow:{store}", "--json")
+    result = cli("train", "--best", "--study", "tracked", "--runs", runs, "--track", f"mlflow:{folder}", "--json")
     assert result.exit_code == 0, result.stderr
     trained = json.loads(result.stdout)
     # Continuing the study reuses its parent run: still one, now with four trials under it.
-    result = cli("search", config, "--runs", runs, "--trials", "4", "--track", f"mlflow:{store}", "-q")
+    result = cli("search", config, "--runs", runs, "--trials", "4", "--track", f"mlflow:{store}", "-q")  # the URI form
     assert result.exit_code == 0, result.stderr
 
     found = client.search_runs([experiment.experiment_id])
@@ -104,6 +109,7 @@ def test_mlflow_gets_one_parent_run_per_study_and_one_nested_run_per_trial(cli, 
     [best] = [r for r in nested if r.info.run_name == "best"]
     assert best.data.tags["tunekit.trial"] == str(summary["best"]["number"])
     assert [a.path for a in client.list_artifacts(best.info.run_id)] == ["model.pt"]
+    assert (tmp_path / "store" / "artifacts" / best.info.run_id / "artifacts" / "model.pt").is_file()
     assert best.data.metrics["final.test_accuracy"] == pytest.approx(trained["metrics"]["test_accuracy"])
     assert parents[0].data.tags["tunekit.best_model_run"] == best.info.run_id
     assert len(client.get_metric_history(best.info.run_id, "val_loss")) == trained["epochs"]
