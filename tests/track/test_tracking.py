@@ -96,6 +96,7 @@ def test_a_failing_tracker_is_reported_once_and_switched_off_while_the_others_go
     tracking = Tracking([bad, good], warnings.append)
     tracking.study_started("s", [("val_accuracy", "maximize")])
     tracking.trial_started("trial-00000", 0, {"optimizer.lr": 0.1})
+    assert [c[0] for c in good.calls] == ["study_started"]  # the run opens at its first epoch, outside the ask lock
     for epoch in (1, 2, 3):
         tracking.epoch("trial-00000", epoch, {"val_accuracy": 0.5, "lr": float("nan")})
     tracking.trial_ended("trial-00000", "COMPLETE", None, {"objective.val_accuracy": 0.5}, {})

@@ -77,6 +77,9 @@ class Tracking:
         self.trackers = list(trackers)
         self.warn = warn
         self.failed: list[str] = []
+        # A trial's run is opened at its first epoch or its end, not when it is asked: trials are asked
+        # under the study's ask lock, which a slow tracking server must not hold up for other workers.
+        self.pending: dict[str, tuple[int | None, dict[str, Any]]] = {}
 
     @classmethod
     def open(cls, specs: list[TrackSpec], default_dirs: dict[str, Path], warn: Callable[[str], None]) -> Tracking:
@@ -124,24 +127,34 @@ class Tracking:
         self._each("study_started", study, objectives, nested, owner)
 
     def trial_started(self, key: str, number: int | None, params: dict[str, Any]) -> None:
-        self._each("trial_started", key, number, params)
+        if self.trackers:
+            self.pending[key] = (number, params)
+
+    def _opened(self, key: str) -> None:
+        if key in self.pending:
+            number, params = self.pending.pop(key)
+            self._each("trial_started", key, number, params)
 
     def epoch(self, key: str, epoch: int, metrics: dict[str, Any]) -> None:
         if self.trackers:
+            self._opened(key)
             self._each("epoch", key, epoch, numbers(metrics))
 
     def trial_ended(
         self, key: str, state: str, reason: str | None, values: dict[str, Any], params: dict[str, Any]
     ) -> None:
+        self._opened(key)
         self._each("trial_ended", key, state, reason, numbers(values), params)
 
     def best_model(self, key: str, path: Path, number: int | None) -> None:
+        self._opened(key)
         self._each("best_model", key, path, number)
 
     def study_ended(self, best_number: int | None, best_values: dict[str, Any], n_trials: int) -> None:
         self._each("study_ended", best_number, numbers(best_values), n_trials)
 
     def close(self, interrupted: bool = False) -> None:
+        self.pending.clear()  # asked, but never trained: retried under a new number, nothing to show
         self._each("close", interrupted)
 
 
