@@ -183,3 +183,12 @@ def test_two_searches_starting_at_once_share_the_oldest_parent_run(store, monkey
     client = MlflowClient(tracking_uri=store)
     experiment = client.get_experiment_by_name("race").experiment_id
     assert [r.info.run_id for r in client.search_runs([experiment])] == [first.parent]
+
+
+def test_tracking_can_be_turned_on_when_a_study_continues(cli, write_config, runs):
+    """Where a study is tracked is no part of its config: adding tracking on a rerun is not a changed config."""
+    config = write_config(CONFIG)
+    assert cli("search", config, "--runs", runs, "--trials", "1", "-q").exit_code == 0
+    result = cli("search", config, "--runs", runs, "--trials", "2", "--set", "tracking.tensorboard=true", "-q")
+    assert result.exit_code == 0, result.stderr
+    assert [p.name for p in (runs / "tracked" / "tensorboard").iterdir()] == ["trial-00001"]
