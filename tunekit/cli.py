@@ -164,6 +164,15 @@ StudyOpt = Annotated[
     str | None, typer.Option("--study", help="Study name (default: the config's name, else the file stem).")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON document on stdout.")]
+TrackOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--track",
+        help="Log runs to mlflow[:DIR|URI] or tensorboard[:DIR] (repeatable; needs pip install 'tunekit[mlflow]' "
+        "or 'tunekit[tensorboard]'). Relative paths: from the working directory. See README, Tracking.",
+        show_default=False,
+    ),
+]
 PluginOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -282,6 +291,7 @@ def search(
     json_: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress lines.")] = False,
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Also a line per epoch of every trial.")] = False,
+    track: TrackOpt = None,
     allow_plugin: PluginOpt = None,
 ) -> None:
     """Run or resume an Optuna study: each trial trains a model from the config plus sampled values.
@@ -291,10 +301,13 @@ def search(
     vectorized model (each still its own trial; see README, "Population training").
 
     Example: tunekit search configs/quickstart.yaml --trials 30 --set train.epochs=10
+
+    Tracked: tunekit search configs/quickstart.yaml --track mlflow:./mlruns --track tensorboard
     """
     from tunekit.config.sections import allow_plugins
     from tunekit.errors import UsageError
     from tunekit.study.options import SearchOptions, max_workers, study_name_for
+    from tunekit.track.specs import parse_track
 
     if workers > max_workers():
         raise UsageError(
@@ -302,6 +315,7 @@ def search(
             "use fewer workers here, or start `tunekit search` on more machines with a shared --storage",
         )
     allow_plugins(allow_plugin)
+    track_specs = parse_track(track)
     source = _read_config_first(config)
     from tunekit.study.preflight import load_checked
     from tunekit.study.search import run_search
@@ -333,6 +347,7 @@ def search(
         quiet=quiet,
         verbose=verbose and not quiet,
         config_name=None if config == "-" else Path(config).stem,
+        track=track_specs,
         log=(lambda line: None) if quiet else _err,
     )
     name = study_name_for(cfg, opts)
@@ -342,6 +357,8 @@ def search(
         resume += ["--trials", str(trials)]
     for pair in set_ or []:
         resume += ["--set", pair]
+    for text in track or []:
+        resume += ["--track", text]
     if workers > 1:
         resume += ["--workers", str(workers)]  # a database study is found again through runs/<study>/storage.url
     _state["resume"] = shlex.join(resume)
@@ -399,6 +416,7 @@ def train(
         ),
     ] = "on",
     verbose: Annotated[bool, typer.Option("-v", "--verbose", help="One line per epoch on stderr.")] = False,
+    track: TrackOpt = None,
     allow_plugin: PluginOpt = None,
 ) -> None:
     """Train one config to the end, evaluate the held-out test split, save the model.
@@ -407,21 +425,26 @@ def train(
     diagnostic (exploding or vanishing gradients, NaN loss) prints the reason and the epoch, keeps
     the history of the epochs that ran, and exits 6.
 
+    With --track mlflow, `train --best` is a run `best` under the study's parent run, with
+    model.pt as its artifact; `train CONFIG` is a run `train` in an experiment named after the config.
+
     Example: tunekit train --best --study quickstart --epochs 40
     """
     from tunekit.config.load import parse_overrides
     from tunekit.config.sections import allow_plugins
     from tunekit.errors import UsageError
     from tunekit.runs import StudyDir, most_recent_study
+    from tunekit.track.specs import parse_track
 
     allow_plugins(allow_plugin)
+    track_specs = parse_track(track)
     log = _err if verbose else (lambda line: None)
     if diagnostics not in ("on", "off"):
         raise UsageError(f"--diagnostics {diagnostics!r}: expected on or off", "e.g. --diagnostics off")
     if best == (config is not None):
         raise UsageError("give either a CONFIG or --best", "e.g. tunekit train --best, or tunekit train config.yaml")
     source = None if best else _read_config_first(config)
-    from tunekit.study.retrain import best_config, train_seeds, variant_label
+    from tunekit.study.retrain import best_config, train_seeds, train_tracking, variant_label
     from tunekit.study.trial import trial_seed
 
     if best:
@@ -439,25 +462,37 @@ def train(
             f"training {'trial' if pick is not None else 'the best trial'} #{number} of study '{study_dir.name}'"
             + (f" into {out}/" if label else "")
         )
-        result = train_seeds(
-            cfg,
-            out,
-            first_seed=trial_seed(cfg.seed, number),
-            seeds=seeds,
-            epochs=epochs,
-            log=log,
-            first_shuffle_seed=shuffle_seed,
-            diagnostics=diagnostics == "on",
-        )
+        with train_tracking(cfg, track_specs, study_dir, nested=True) as tracking:
+            result = train_seeds(
+                cfg,
+                out,
+                first_seed=trial_seed(cfg.seed, number),
+                seeds=seeds,
+                epochs=epochs,
+                log=log,
+                first_shuffle_seed=shuffle_seed,
+                diagnostics=diagnostics == "on",
+                tracking=tracking,
+                track_as=(label or "best", number),
+            )
     else:
         from tunekit.study.preflight import load_checked
 
         cfg = load_checked(source, set_)
         name = cfg.name or (Path(config).stem if config != "-" else "config")
-        out = StudyDir(runs, name).sub("train")
-        result = train_seeds(
-            cfg, out, first_seed=cfg.seed, seeds=seeds, epochs=epochs, log=log, diagnostics=diagnostics == "on"
-        )
+        study_dir = StudyDir(runs, name)
+        out = study_dir.sub("train")
+        with train_tracking(cfg, track_specs, study_dir, nested=False) as tracking:
+            result = train_seeds(
+                cfg,
+                out,
+                first_seed=cfg.seed,
+                seeds=seeds,
+                epochs=epochs,
+                log=log,
+                diagnostics=diagnostics == "on",
+                tracking=tracking,
+            )
     if json_:
         _print_json(result)
     else:

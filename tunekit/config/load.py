@@ -14,6 +14,7 @@ from tunekit.config.sections import Config, check_sections
 from tunekit.config.space import SearchSpace
 from tunekit.config.yaml_io import Document, parse_scalar, read_yaml_file
 from tunekit.errors import ConfigError, Problem, UsageError
+from tunekit.track.specs import TRACKERS, resolve_target
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
@@ -47,6 +48,17 @@ def resolve_data_path(raw: dict[str, Any], base_dir: str) -> None:
         path = os.path.expanduser(data["path"])
         if path:
             data["path"] = os.path.normpath(os.path.join(base_dir, path))
+
+
+def resolve_tracking_paths(raw: dict[str, Any], base_dir: str) -> None:
+    """Make the `tracking:` section's relative folders absolute against `base_dir`, in place (an MLflow
+    URI such as sqlite:///mlflow.db stays as MLflow reads it), so trial configs track to the same place."""
+    tracking = raw.get("tracking")
+    if isinstance(tracking, dict):
+        for name in TRACKERS:
+            value = tracking.get(name)
+            if isinstance(value, str) and value.strip():
+                tracking[name] = resolve_target(name, value.strip(), base_dir)
 
 
 def _without(raw: dict[str, Any], paths: list[str]) -> dict[str, Any]:
@@ -129,10 +141,15 @@ def validate_document(doc: Document, overrides: dict[str, Any] | None = None, ba
                 [Problem(key, "--set addresses a key inside a value that is not a mapping")], doc.source
             ) from None
         doc.lines.pop(key, None)  # no file line applies to an override
+    tracking_dir = base_dir
+    if any(k == "tracking" or k.startswith("tracking.") for k in overrides):
+        tracking_dir = os.getcwd()
     if "data" in overrides or "data.path" in overrides:
         base_dir = os.getcwd()
     if base_dir is not None:
         resolve_data_path(raw, base_dir)
+    if tracking_dir is not None:
+        resolve_tracking_paths(raw, tracking_dir)
     config, checked, problems = _every_problem(raw)
     faulty_paths = [p.path for p in problems]  # before the parse's own (duplicates), which leave no key faulty
     problems = doc.problems + problems

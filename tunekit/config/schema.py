@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from tunekit.config.sections import SECTIONS, STUDY_PARTS, SectionSpec, StudySection, TrainSection, _args_model
+from tunekit.config.sections import (
+    SECTIONS,
+    STUDY_PARTS,
+    SectionSpec,
+    StudySection,
+    TrackingSection,
+    TrainSection,
+    _args_model,
+)
 
 
 def _component_schema(spec: SectionSpec) -> dict[str, Any]:
@@ -75,6 +83,7 @@ def config_schema() -> dict[str, Any]:
                 **{section: _component_schema(spec) for section, spec in SECTIONS.items()},
                 "train": TrainSection.model_json_schema(),
                 "study": study,
+                "tracking": TrackingSection.model_json_schema(),
                 "search": {
                     "type": "object",
                     "additionalProperties": SEARCH_ENTRY,

@@ -143,6 +143,21 @@ class StudySection(Strict):
         return v
 
 
+class TrackingSection(Strict):
+    """Experiment tracking, off by default (tunekit.track). A tracker is `true` (its default place) or
+    where it writes: MLflow a folder or a tracking URI, TensorBoard a folder. `--track` replaces an entry."""
+
+    mlflow: bool | str | None = None
+    tensorboard: bool | str | None = None
+
+    @field_validator("mlflow", "tensorboard")
+    @classmethod
+    def _somewhere(cls, v):
+        if isinstance(v, str) and not v.strip():
+            raise ValueError("give a folder or URI, true for the default, or leave it out")
+        return v
+
+
 # --- component sections ------------------------------------------------------------------
 
 
@@ -318,7 +333,7 @@ def lookup(section: str, name: str) -> Any:
 
 
 MAX_SEED = 2**31 - 1
-TOP_LEVEL = ["name", "seed", *SECTIONS, "train", "study", "search"]
+TOP_LEVEL = ["name", "seed", *SECTIONS, "train", "study", "tracking", "search"]
 
 
 @functools.cache
@@ -502,6 +517,7 @@ class Config:
     pruner: Component
     search: dict[str, Any]
     raw: dict[str, Any] = field(repr=False)
+    tracking: TrackingSection = field(default_factory=TrackingSection)
     source: str | None = None
     lines: dict[str, int] = field(default_factory=dict, repr=False)  # file line of each search entry, where known
 
@@ -539,6 +555,8 @@ def check_sections(raw: dict[str, Any]) -> tuple[Config | None, list[Problem]]:
     parts["train"], found = check_model("train", TrainSection, raw.get("train"))
     problems += found
     parts["study"], found = check_model("study", StudySection, raw.get("study"))
+    problems += found
+    parts["tracking"], found = check_model("tracking", TrackingSection, raw.get("tracking"))
     problems += found
     study_raw = raw.get("study") if isinstance(raw.get("study"), dict) else {}
     for key, spec in STUDY_PARTS.items():

@@ -8,8 +8,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tunekit.config.sections import Config
+from tunekit.track.specs import TrackSpec
 
 
 class Terminated(KeyboardInterrupt):
@@ -40,6 +42,8 @@ class SearchOptions:
     worker_index: int = 0  # offsets the sampler seed per worker
     config_name: str | None = None  # the file stem, the last fallback for the study name
     started_at: float | None = None  # when the search began (time.time()): a `tunekit stop` after it counts
+    track: list[TrackSpec] = field(default_factory=list)  # --track (the config's tracking: is merged in run_search)
+    tracking: Any = None  # this process's tunekit.track.tracking.Tracking, not passed to workers
     log: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr))
 
 

@@ -48,6 +48,7 @@ _FREE_TO_CHANGE = {
     "train.device",
     "train.threads",
     "data.path",
+    "tracking",  # where a study is tracked is no part of what it searches
 }
 
 

@@ -15,6 +15,7 @@ import math
 import os
 import re
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +32,8 @@ from tunekit.report.summary import pick_best
 from tunekit.runs import StudyDir, no_links, open_lock, write_json, write_text
 from tunekit.study.best import refresh_best
 from tunekit.study.storage import load_study
+from tunekit.track.specs import TrackSpec, from_section, merged
+from tunekit.track.tracking import Tracking, check_installed, flat_config
 from tunekit.train.build import build_run, check_buildable, resolve_device, set_threads
 from tunekit.train.trainer import Diagnostics, Diverged, evaluate, fit
 
@@ -57,9 +60,13 @@ def train_config(
     log: Callable[[str], None] = lambda line: None,
     shuffle_seed: int | None = None,
     diagnostics: bool = True,
+    tracking: Tracking | None = None,
+    track_as: tuple[str, int | None] = ("train", None),
 ) -> dict[str, Any]:
     """Train, restore the best epoch, test once, and write model.pt, metrics.json, history.jsonl.
     `shuffle_seed` orders the batches (default: `seed`), as a trial trained in a population had them.
+    `tracking`: trackers that get the run as `track_as` (key, trial number): params, epochs, the
+    outcome with the val/test metrics, and model.pt as the run's model.
 
     A run a diagnostic stops is an outcome: history.jsonl holds the epochs that ran, metrics.json
     and the result carry `stopped` and the best validation metrics before it; nothing is tested
@@ -71,8 +78,14 @@ def train_config(
     run = build_run(config, resolve_device(device or config.train.device), seed)
     set_threads(config.train.threads, run)
     monitor, direction = config.study.metric, config.study.direction
+    key, number = track_as
+    params = flat_config(config.raw)
+    if tracking:
+        tracking.trial_started(key, number, params)
 
     def on_epoch(record) -> None:
+        if tracking:
+            tracking.epoch(key, record.epoch, record.metrics)
         m = record.metrics
         log(
             f"epoch {record.epoch:>3}  train_loss={m['train_loss']:.4f}  {monitor}={m.get(monitor, float('nan')):.4f}  lr={m['lr']:.3g}"
@@ -119,7 +132,35 @@ def train_config(
             **({"stopped": stopped} if stopped else {}),
         }
         write_json(out_dir / "metrics.json", summary)
+    if tracking:
+        if stopped is None:
+            tracking.best_model(key, out_dir / "model.pt", number)
+        state, reason = ("COMPLETE", None) if stopped is None else ("STOPPED", stopped["reason"])
+        tracking.trial_ended(key, state, reason, {f"final.{k}": v for k, v in metrics.items()}, params)
     return summary
+
+
+@contextlib.contextmanager
+def train_tracking(config: Config, flags: list[TrackSpec], study_dir: StudyDir, nested: bool):
+    """The trackers a `train` writes to (the config's tracking: plus --track), on the study's experiment;
+    `nested`: under the study's parent run (train --best). None when nothing is tracked."""
+    specs = merged(from_section(config.tracking), flags)
+    if not specs:
+        yield None
+        return
+    check_installed(specs)
+
+    def warn(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    tracking = Tracking.open(specs, {"tensorboard": study_dir.sub("tensorboard")}, warn)
+    tracking.study_started(study_dir.name, [(config.study.metric, config.study.direction)], nested=nested, owner=False)
+    try:
+        yield tracking
+    except BaseException:
+        tracking.close(interrupted=True)
+        raise
+    tracking.close()
 
 
 def _finite(metrics: dict[str, float]) -> dict[str, float | None]:
@@ -138,6 +179,8 @@ def train_seeds(
     log: Callable[[str], None] = lambda line: None,
     first_shuffle_seed: int | None = None,
     diagnostics: bool = True,
+    tracking: Tracking | None = None,
+    track_as: tuple[str, int | None] = ("train", None),
 ) -> dict[str, Any]:
     """Train once per seed: the first run fills `out_dir` (its checkpoint is the one kept), the others
     `out_dir/seeds/<seed>/`. Every seed trains, whether or not another was stopped by a diagnostic.
@@ -160,6 +203,8 @@ def train_seeds(
             log=log,
             shuffle_seed=first_shuffle_seed if i == 0 else None,
             diagnostics=diagnostics,
+            tracking=tracking,
+            track_as=track_as if i == 0 else (f"{track_as[0]}-seed-{seed}", track_as[1]),
         )
         runs.append({"seed": seed, **one})
     result = dict(runs[0])

@@ -31,8 +31,10 @@ from tunekit.study.resume import archive, open_or_resume
 from tunekit.study.stopping import Stop
 from tunekit.study.storage import database_lock, describe_storage, load_study, remember_url, remembered_url
 from tunekit.study.trial import objectives_of
-from tunekit.study.worker import quiet_optuna, work
+from tunekit.study.worker import open_tracking, quiet_optuna, work
 from tunekit.study.workers import run_workers
+from tunekit.track.specs import from_section, merged
+from tunekit.track.tracking import check_installed
 from tunekit.train.build import build_checked, corner_problems, set_threads
 from tunekit.train.vectorized import population_problems
 
@@ -89,24 +91,43 @@ def prepare_study(config: Config, opts: SearchOptions) -> tuple[Config, SearchSp
 def run_search(config: Config, opts: SearchOptions) -> dict[str, Any]:
     """Run the study to its trial target (or timeout) with `opts.workers` processes. Returns the SPEC §6 summary."""
     opts.started_at = opts.started_at or time.time()
+    specs = merged(from_section(config.tracking), opts.track)
+    check_installed(specs)  # a missing extra is refused before anything is written
     config, space, study_dir = prepare_study(config, opts)
     deadline = time.monotonic() + opts.timeout_s if opts.timeout_s else None
     previous_term = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread() else None
     stop = Stop(opts.started_at)
+    tracking = opts.tracking = open_tracking(specs, study_dir, config, "", owner=True) if specs else None
+    # Workers track to the trackers that started here (one that failed was reported once, here).
+    opts.track = [s for s in specs if tracking and s.name in tracking.specs_alive]
     try:
         if opts.workers <= 1:
             work(config, space, study_dir, opts, deadline, stop=stop)
         else:
             run_workers(config, study_dir, opts, stop)
+    except BaseException:
+        if tracking:
+            tracking.close(interrupted=True)
+        raise
     finally:
         if previous_term is not None:
             signal.signal(signal.SIGTERM, previous_term)
     if stop.local:
+        if tracking:
+            tracking.close(interrupted=True)
         raise KeyboardInterrupt()  # a first Ctrl-C: the running trials finished; exit 130 with the resume command
 
     study = load_study(study_dir, opts.storage)
     write_best(study, study_dir)
     summary = summarize(study, describe_storage(study_dir, opts.storage))
+    if tracking:
+        best = summary.get("best") or {}
+        value = best.get("value")
+        values = dict(zip([m for m, _ in objectives_of(config)], value if isinstance(value, list) else [value]))
+        tracking.study_ended(
+            best.get("number"), {k: v for k, v in values.items() if v is not None}, summary["n_trials"]
+        )
+        tracking.close()
     states = summary["states"]
     real_failures = {r: n for r, n in summary["reasons"].items() if r not in reasons.NOT_THE_CONFIG}
     if states["COMPLETE"] == 0 and states["PRUNED"] == 0 and real_failures:

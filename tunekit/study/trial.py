@@ -25,6 +25,7 @@ from tunekit.config.yaml_io import dump_yaml
 from tunekit.runs import StudyDir, append_jsonl, write_text
 from tunekit.study import faults
 from tunekit.study.options import TimedOut
+from tunekit.track.tracking import trial_key
 from tunekit.train.build import build_run, resolve_device
 from tunekit.train.trainer import Diverged, fit
 
@@ -85,6 +86,9 @@ class TrialJob:
         self.faults_planned = bool(os.environ.get("TUNEKIT_FAULT"))
         self.epochs_seen = 0
         self.run = None
+        self.tracking, self.track_key = opts.tracking, trial_key(trial.number)
+        if self.tracking:
+            self.tracking.trial_started(self.track_key, trial.number, space.values_from(trial.params))
 
     def build(self, split=None):
 
@@ -97,6 +101,8 @@ class TrialJob:
         self.epochs_seen += 1
         trial, opts, monitor = self.trial, self.opts, self.monitor
         append_jsonl(self.metrics_path, record.to_json())
+        if self.tracking:
+            self.tracking.epoch(self.track_key, record.epoch, record.metrics)
         value = record.metrics.get(monitor)
         if opts.verbose:
             m = record.metrics
@@ -130,6 +136,8 @@ class TrialJob:
             if isinstance(exc, Diverged):
                 if exc.record is not None:  # the epoch that went wrong, with why, closes the trial's metrics
                     append_jsonl(self.metrics_path, {**exc.record.to_json(), "stopped": exc.reason})
+                    if self.tracking:
+                        self.tracking.epoch(self.track_key, exc.record.epoch, exc.record.metrics)
                 return _fail(trial, exc.reason, str(exc), started)
             if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or not isinstance(exc, Exception):
                 raise exc

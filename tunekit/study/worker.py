@@ -9,6 +9,7 @@ import fcntl
 import json
 import os
 import signal
+import sys
 import time
 import warnings
 from typing import Any
@@ -30,7 +31,8 @@ from tunekit.study.liveness import Heartbeat, claim, counted, recover_dead_trial
 from tunekit.study.options import SearchOptions, TimedOut, main_thread
 from tunekit.study.stopping import Stop
 from tunekit.study.storage import database_lock, open_storage, storage_of, trial_id
-from tunekit.study.trial import run_trial
+from tunekit.study.trial import objectives_of, run_trial
+from tunekit.track.tracking import Tracking, trial_key
 from tunekit.train.build import warm_up
 
 
@@ -82,6 +84,53 @@ def _work(
     stop: Stop,
 ) -> None:
     quiet_optuna()
+    own_tracking = opts.tracking is None and bool(opts.track)
+    if own_tracking:  # a --workers worker: its own trackers, on the parent run `search` made
+        opts.tracking = open_tracking(opts.track, study_dir, config, label, owner=False)
+    try:
+        _loop(config, space, study_dir, opts, deadline, label, stop)
+    except BaseException:
+        if own_tracking:
+            opts.tracking.close(interrupted=True)
+        raise
+    else:
+        if own_tracking:
+            opts.tracking.close()
+
+
+def open_tracking(specs, study_dir: StudyDir, config: Config, label: str, owner: bool) -> Tracking:
+    """This process's trackers, started on the study. A tracker that fails is reported on stderr (even
+    with -q: it is a warning) and left out."""
+
+    def warn(line: str) -> None:
+        print(label + line, file=sys.stderr, flush=True)
+
+    tracking = Tracking.open(specs, {"tensorboard": study_dir.sub("tensorboard")}, warn)
+    tracking.study_started(study_dir.name, objectives_of(config), nested=True, owner=owner)
+    return tracking
+
+
+def track_outcome(tracking, trial, state: str, outcome: Any, config: Config, space: SearchSpace) -> None:
+    if not tracking:
+        return
+    values, reason = {}, None
+    if state == "COMPLETE":
+        got = outcome if isinstance(outcome, list) else [outcome]
+        values = {f"objective.{metric}": value for (metric, _), value in zip(objectives_of(config), got)}
+    elif state == "FAIL":
+        reason = str(outcome)
+    tracking.trial_ended(trial_key(trial.number), state, reason, values, space.values_from(trial.params))
+
+
+def _loop(
+    config: Config,
+    space: SearchSpace,
+    study_dir: StudyDir,
+    opts: SearchOptions,
+    deadline: float | None,
+    label: str,
+    stop: Stop,
+) -> None:
     study = optuna.load_study(study_name=study_dir.name, storage=open_storage(study_dir, opts.storage))
     # Queued trials (the baseline, retries) are not history: they hold no draw of a sampler.
     history = sum(t.state != TrialState.WAITING for t in study.get_trials(deepcopy=False))
@@ -104,6 +153,7 @@ def _work(
                 outcomes = _train(beats, trials, jobs, config, space, study_dir, opts, deadline, told)
                 for trial, (state, outcome) in zip(trials, outcomes):
                     tell(study, study_dir, trial, state, outcome)
+                    track_outcome(opts.tracking, trial, state, outcome, config, space)
                     finished = sum(1 for t in study.get_trials(deepcopy=False) if counted(t) and t.state.is_finished())
                     opts.log(
                         label

@@ -95,7 +95,7 @@ def run_workers(config: Config, study_dir: StudyDir, opts, stop: Stop) -> None:
     ctx = multiprocessing.get_context("spawn")
     procs = []
     for i in range(opts.workers):
-        fields = {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts) if f.name not in ("log",)}
+        fields = {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts) if f.name not in ("log", "tracking")}
         fields.update(
             study=study_dir.name,
             workers=1,
