@@ -343,15 +343,20 @@ def search(
     if workers > 1:
         resume += ["--workers", str(workers)]  # a database study is found again through runs/<study>/storage.url
     _state["resume"] = shlex.join(resume)
-    summary = run_search(cfg, opts)
+    from tunekit.report import live
+
+    if live.wanted(quiet, json_):
+        with live.LiveView(_console(stderr=True), workers, opts.timeout_s, started_at=opts.started_at) as view:
+            opts.log, opts.events = view.note, view.handle
+            summary = run_search(cfg, opts)
+    else:
+        summary = run_search(cfg, opts)
     if json_:
         _print_json(summary)
-    else:
+    elif not quiet:  # -q: nothing but errors (and --json's document)
         from tunekit.report.formats import report_table
 
         report_table(summary, _console(), top=5)
-        if quiet:
-            return
         if summary["states"]["COMPLETE"]:
             _err(f"next: tunekit train --best --study {name}" + (f" --runs {runs}" if str(runs) != "runs" else ""))
         else:  # `train --best` would find nothing to train: the command that helps is the one that continues

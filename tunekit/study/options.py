@@ -41,6 +41,12 @@ class SearchOptions:
     config_name: str | None = None  # the file stem, the last fallback for the study name
     started_at: float | None = None  # when the search began (time.time()): a `tunekit stop` after it counts
     log: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr))
+    # The live view's feed (tunekit.report.live): when set, a trial's end is an event instead of a log line.
+    events: Callable[[dict], None] | None = None
+
+    def emit(self, **event) -> None:
+        if self.events is not None:
+            self.events(event)
 
 
 def max_workers(cores: int | None = None) -> int:

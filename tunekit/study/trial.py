@@ -85,6 +85,7 @@ class TrialJob:
         self.faults_planned = bool(os.environ.get("TUNEKIT_FAULT"))
         self.epochs_seen = 0
         self.run = None
+        opts.emit(kind="start", trial=trial.number, epochs=self.config.train.epochs, worker=opts.worker_index)
 
     def build(self, split=None):
 
@@ -98,6 +99,7 @@ class TrialJob:
         trial, opts, monitor = self.trial, self.opts, self.monitor
         append_jsonl(self.metrics_path, record.to_json())
         value = record.metrics.get(monitor)
+        opts.emit(kind="epoch", trial=trial.number, epoch=record.epoch, value=value)
         if opts.verbose:
             m = record.metrics
             opts.log(
