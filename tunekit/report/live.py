@@ -86,6 +86,8 @@ class LiveView:
             self._update(event)
         if event.get("kind") == "study" and not self.live.is_started:
             self.live.start(refresh=True)
+        elif event.get("kind") in ("start", "end") and self.live.is_started:
+            self.live.refresh()  # once a trial: every trial is seen running and ending, however short
 
     def _update(self, event: dict) -> None:
         kind = event.get("kind")
