@@ -24,7 +24,7 @@ from optuna.storages.journal._file import BaseJournalFileLock, get_lock_file
 from optuna.storages.journal._storage import JournalOperation as Op
 
 from tunekit.errors import DataError, StateError
-from tunekit.runs import FILE_MODE, StudyDir, open_lock, open_nofollow, write_text
+from tunekit.runs import FILE_MODE, StudyDir, no_such_study, open_lock, open_nofollow, write_text
 
 
 def journal_is_torn(path: Path) -> bool:
@@ -249,10 +249,7 @@ def load_study(study_dir: StudyDir, url: str | None = None):
 
     url = remembered_url(study_dir, url)
     if not url and not study_dir.exists():
-        raise StateError(
-            f"no study '{study_dir.name}' under {study_dir.runs}/",
-            "run `tunekit search` first, or check --runs / --study",
-        )
+        raise no_such_study(study_dir.runs, study_dir.name, "run `tunekit search` first, or check --runs / --study")
     storage = open_storage(study_dir, url)
     try:
         return optuna.load_study(study_name=study_dir.name, storage=storage)
