@@ -111,7 +111,8 @@ class LiveView:
                 self.failed[event["what"].removeprefix("reason=")] += 1
             elif event["state"] == "PRUNED":
                 self.pruned += 1
-            self.last = f"trial {event['trial']} {event['state']} {event['what']} ({event['duration']:.1f}s)"
+            what = event["what"].removeprefix("pruned ")  # PRUNED at epoch 6
+            self.last = f"trial {event['trial']} {event['state']} {what} ({event['duration']:.1f}s)"
 
     def _best(self) -> str:
         return self.best if self.best == "-" or self.best.startswith("pareto") else f"{self.metric}={self.best}"
@@ -143,11 +144,9 @@ class LiveView:
                 lines.append(f"  ... and {len(numbers) - SHOWN_RUNNING} more running")
             if self.last:
                 lines.append(f"last: {self.last}")
-            if self.failed or self.pruned:
-                parts = [f"{reason} x{n}" for reason, n in self.failed.most_common()]
-                lines.append(
-                    "failed: "
-                    + (", ".join(parts) if parts else "none")
-                    + (f"  pruned: {self.pruned}" if self.pruned else "")
-                )
+            tally = [f"pruned: {self.pruned}"] if self.pruned else []
+            if self.failed:
+                tally.append("failed: " + ", ".join(f"{reason} x{n}" for reason, n in self.failed.most_common()))
+            if tally:
+                lines.append("  ".join(tally))
         return Group(*(Text(line, no_wrap=True, overflow="ellipsis") for line in lines))
