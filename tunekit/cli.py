@@ -280,11 +280,18 @@ def search(
         ),
     ] = False,
     json_: JsonOpt = False,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress lines.")] = False,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Also a line per epoch of every trial.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("-q", "--quiet", help="Print nothing but errors (with --json, the JSON document too).")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("-v", "--verbose", help="Also a line per epoch of every trial (above the live view).")
+    ] = False,
     allow_plugin: PluginOpt = None,
 ) -> None:
     """Run or resume an Optuna study: each trial trains a model from the config plus sampled values.
+
+    On a terminal a live view shows trials done, the running trials, the best so far, elapsed
+    time, ETA and failures; piped, or under NO_COLOR or TERM=dumb, one line per trial.
 
     Rerunning the same command resumes the study; --trials is the study's total. With
     --set study.population=8, trials that share an architecture train 8 at a time as one
