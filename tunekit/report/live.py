@@ -3,8 +3,8 @@ epoch and metric, the best so far, elapsed time and ETA, failures by reason.
 
 It consumes the search's events (SearchOptions.emit: `study`, `start`, `epoch`, `end`), from the
 training thread itself or, with --workers, from the parent's queue reader; handling one is a dict
-update under a lock, and rich's own thread redraws 4 times a second, so training never waits on
-the screen. Every line is cut to the terminal's width (ellipsis), so nothing wraps. Notes (the
+update under a lock (and a redraw when a trial starts or ends), and a drawing thread redraws 4 times
+a second, so training never waits on the screen. Every line is cut to the terminal's width (ellipsis), so nothing wraps. Notes (the
 study line, a graceful stop, -v's epoch lines) print above the view. Off a terminal, under
 NO_COLOR, TERM=dumb, -q or --json, `wanted` says no and the search prints its line log instead.
 """
@@ -15,7 +15,7 @@ import os
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -62,10 +62,13 @@ class LiveView:
         self.failed: Counter[str] = Counter()
         self.pruned = 0
         self.last = ""
+        self.notes: deque[str] = deque()  # printed above the view by a drawing thread, never by a signal handler
+        self.wake, self.closing = threading.Event(), False
+        self.drawer: threading.Thread | None = None
         self.live = Live(
             console=console,
             get_renderable=self.render,
-            refresh_per_second=4,
+            auto_refresh=False,  # self.drawer redraws 4 times a second
             transient=False,
             redirect_stdout=False,  # stdout is data: nothing goes there while the view runs
             redirect_stderr=True,
@@ -75,19 +78,41 @@ class LiveView:
         return self  # the view starts with the study: an error before it is printed on a clean line
 
     def __exit__(self, *exc) -> None:
+        if self.drawer is not None:
+            self.closing = True
+            self.wake.set()
+            self.drawer.join(timeout=5)
+        self._print_notes()
         if self.live.is_started:
             self.live.stop()  # draws the last frame and moves the cursor below it, whatever ended the search
 
     def note(self, line: str) -> None:
-        self.console.print(Text(line), soft_wrap=False, overflow="fold")
+        """A line above the view. Safe from a signal handler (a first Ctrl-C's note): it only queues the line."""
+        self.notes.append(line)
+        self.wake.set()
 
     def handle(self, event: dict) -> None:
         with self.lock:
             self._update(event)
-        if event.get("kind") == "study" and not self.live.is_started:
-            self.live.start(refresh=True)
-        elif event.get("kind") in ("start", "end") and self.live.is_started:
+        kind = event.get("kind")
+        if kind == "study" and self.drawer is None:
+            self.drawer = threading.Thread(target=self._draw, name="tunekit-live", daemon=True)
+            self.drawer.start()
+        elif kind in ("start", "end") and self.live.is_started:
             self.live.refresh()  # once a trial: every trial is seen running and ending, however short
+
+    def _print_notes(self) -> None:
+        while self.notes:
+            self.console.print(Text(self.notes.popleft()), soft_wrap=False, overflow="fold")
+
+    def _draw(self) -> None:
+        self._print_notes()
+        self.live.start(refresh=True)
+        while not self.closing:
+            self.wake.wait(0.25)
+            self.wake.clear()
+            self._print_notes()
+            self.live.refresh()
 
     def _update(self, event: dict) -> None:
         kind = event.get("kind")
