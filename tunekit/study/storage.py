@@ -130,7 +130,7 @@ def _journal_backend(path: Path):
     return SyncAtBoundaries(str(path), lock_obj=_FlockLock(path))
 
 
-def open_storage(study_dir: StudyDir, url: str | None = None, repair: bool = False):
+def open_storage(study_dir: StudyDir, url: str | None = None, repair: bool = False, log=None):
     """The Optuna storage for a study: `url` when given, else runs/<study>/optuna.journal."""
 
     if url:
@@ -145,7 +145,8 @@ def open_storage(study_dir: StudyDir, url: str | None = None, repair: bool = Fal
     journal = study_dir.journal
     if repair and journal.exists() and (journal_is_torn(journal) or bad_lines(journal)):
         backup, done = repair_journal(journal)
-        print(f"repaired {journal}: {done} (backup: {backup.name})", file=sys.stderr)
+        line = f"repaired {journal}: {done} (backup: {backup.name})"
+        (log or (lambda text: print(text, file=sys.stderr)))(line)  # search's log: silent under -q
     if journal_is_torn(journal):
         raise StateError(
             f"{journal} ends in a torn line (a crash mid-write); new trials would be lost",
