@@ -45,7 +45,7 @@ def on_terminal(tmp_path, columns: int, *args, epochs: int = 2, env=None, stdout
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
     environ = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
-    environ.update(COLUMNS=str(columns), LINES="24", TERM="xterm-256color", **(env or {}))
+    environ.update({"COLUMNS": str(columns), "LINES": "24", "TERM": "xterm-256color", **(env or {})})
     proc = subprocess.Popen(
         [*TUNEKIT, "search", "c.yaml", *args],
         cwd=tmp_path,
