@@ -15,6 +15,7 @@ import queue as queues
 import signal
 import sys
 import time
+from collections import deque
 
 from tunekit.config.sections import ALLOWED_PLUGINS, Config
 from tunekit.errors import StateError
@@ -69,14 +70,20 @@ def _worker_main(
 
     allow_plugins(plugins)
     label = f"[w{index}] "
-    log = (lambda line: None) if quiet else (lambda line: print(line, file=sys.stderr, flush=True))
-    if events is not None:  # the parent draws a live view: lines and events reach it through the queue
-        log = lambda line: events.put({"kind": "note", "line": line})
+    send = _Sender(events) if events is not None else None  # the parent draws a live view: all goes to it
+
+    def say(line: str) -> None:
+        if send is not None:
+            send.put({"kind": "note", "line": line})
+        else:
+            print(line, file=sys.stderr, flush=True)
+
     try:
         config, _ = check_sections(raw)
         config.source = source
         space, _ = SearchSpace.parse(config)
-        opts = SearchOptions(**fields, log=log, events=None if events is None else events.put)
+        log = (lambda line: None) if quiet else say
+        opts = SearchOptions(**fields, log=log, events=None if send is None else send.put)
         set_threads(opts.threads)
         deadline = time.monotonic() + remaining_s if remaining_s is not None else None
         stop = Stop(opts.started_at)
@@ -87,10 +94,33 @@ def _worker_main(
         sys.exit(143 if isinstance(exc, Terminated) else 130)
     except TunekitError as exc:
         for line in exc.lines():
-            (log if events is not None else lambda text: print(text, file=sys.stderr, flush=True))(
-                f"{label}error: {line}"
-            )
+            say(f"{label}error: {line}")
         sys.exit(exc.exit_code)
+    finally:
+        if send is not None:
+            send.flush()
+
+
+class _Sender:
+    """A worker's end of the live view's queue, safe to call from a signal handler (a first Ctrl-C's
+    note): a put that lands inside another put only leaves its item for the outer one to send, where
+    taking the queue's lock again would deadlock."""
+
+    def __init__(self, queue):
+        self.queue, self.pending, self.busy = queue, deque(), False
+
+    def put(self, item: dict) -> None:
+        self.pending.append(item)
+        if not self.busy:
+            self.flush()
+
+    def flush(self) -> None:
+        self.busy = True
+        try:
+            while self.pending:
+                self.queue.put(self.pending.popleft())
+        finally:
+            self.busy = False
 
 
 def run_workers(config: Config, study_dir: StudyDir, opts, stop: Stop) -> None:
