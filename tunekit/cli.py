@@ -289,12 +289,19 @@ def search(
         ),
     ] = False,
     json_: JsonOpt = False,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress lines.")] = False,
-    verbose: Annotated[bool, typer.Option("-v", "--verbose", help="Also a line per epoch of every trial.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("-q", "--quiet", help="Print nothing but errors (with --json, the JSON document too).")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("-v", "--verbose", help="Also a line per epoch of every trial (above the live view).")
+    ] = False,
     track: TrackOpt = None,
     allow_plugin: PluginOpt = None,
 ) -> None:
     """Run or resume an Optuna study: each trial trains a model from the config plus sampled values.
+
+    On a terminal a live view shows trials done, the running trials, the best so far, elapsed
+    time, ETA and failures; piped, or under NO_COLOR or TERM=dumb, one line per trial.
 
     Rerunning the same command resumes the study; --trials is the study's total. With
     --set study.population=8, trials that share an architecture train 8 at a time as one
@@ -362,15 +369,20 @@ def search(
     if workers > 1:
         resume += ["--workers", str(workers)]  # a database study is found again through runs/<study>/storage.url
     _state["resume"] = shlex.join(resume)
-    summary = run_search(cfg, opts)
+    from tunekit.report import live
+
+    if live.wanted(quiet, json_):
+        with live.LiveView(_console(stderr=True), workers, opts.timeout_s, started_at=opts.started_at) as view:
+            opts.log, opts.events = view.note, view.handle
+            summary = run_search(cfg, opts)
+    else:
+        summary = run_search(cfg, opts)
     if json_:
         _print_json(summary)
-    else:
+    elif not quiet:  # -q: nothing but errors (and --json's document)
         from tunekit.report.formats import report_table
 
         report_table(summary, _console(), top=5)
-        if quiet:
-            return
         if summary["states"]["COMPLETE"]:
             _err(f"next: tunekit train --best --study {name}" + (f" --runs {runs}" if str(runs) != "runs" else ""))
         else:  # `train --best` would find nothing to train: the command that helps is the one that continues

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tunekit.errors import DiskFull, StateError, UsageError
+from tunekit.registry import did_you_mean
 
 
 def _current_umask() -> int:
@@ -209,6 +210,13 @@ def list_studies(runs: str | os.PathLike) -> list[Path]:
     return sorted(
         found, key=lambda p: ((p / JOURNAL) if (p / JOURNAL).is_file() else (p / STORAGE_URL)).stat().st_mtime
     )
+
+
+def no_such_study(runs: str | os.PathLike, name: str, hint: str) -> StateError:
+    """The error for a study name that is not under `runs` (report, train --best, predict --study, stop):
+    a did-you-mean when a study there is spelled close to it, else `hint`."""
+    close = did_you_mean(name, [p.name for p in list_studies(runs)])
+    return StateError(f"no study '{name}' under {runs}/", close or hint)
 
 
 def most_recent_study(runs: str | os.PathLike) -> str:

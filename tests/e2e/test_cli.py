@@ -105,8 +105,9 @@ def test_torn_journal_is_detected_and_repaired(cli, write_config, runs):
         f.write(b'{"op_code": 5, "worker_id": "x", "tri')  # a crash mid-append
     result = cli("search", write_config(), "--runs", runs, "--trials", "2")
     assert result.exit_code == 5 and "torn line" in result.stderr and "--repair" in result.stderr
-    result = cli("search", write_config(), "--runs", runs, "--trials", "2", "--repair", "--json")
+    result = cli("search", write_config(), "--runs", runs, "--trials", "2", "--repair", "--json", "-q")
     assert result.exit_code == 0 and json.loads(result.stdout)["n_trials"] == 2
+    assert result.stderr == ""  # -q: the repair note too is left out (the next test reads it)
     assert list((runs / "tiny").glob("optuna.journal.*.bak"))
 
 
@@ -298,3 +299,21 @@ def test_html_without_plotly_says_what_to_install(cli, write_config, runs, tmp_p
     monkeypatch.setitem(sys.modules, "plotly", None)  # as if the extra were not installed
     result = cli("report", "--runs", runs, "--html", tmp_path / "r.html")
     assert result.exit_code == 4 and "--html needs plotly (hint: pip install 'tunekit[plots]')" in result.stderr
+
+
+def test_a_misspelt_study_name_gets_a_did_you_mean(cli, write_config, runs):
+    assert cli("search", write_config(), "--runs", runs, "--study", "quickstart", "--trials", "1", "-q").exit_code == 0
+    expected = f"error: no study 'quickstrat' under {runs}/ (hint: did you mean 'quickstart'?)\n"
+    for command in (
+        ["report", "quickstrat"],
+        ["train", "--best", "--study", "quickstrat"],
+        ["predict", "--study", "quickstrat", "x.csv"],
+        ["stop", "quickstrat"],
+    ):
+        result = cli(*command, "--runs", runs)
+        assert (result.exit_code, result.stderr) == (5, expected), command
+    far = cli("report", "zzz", "--runs", runs)
+    assert (
+        far.stderr
+        == f"error: no study 'zzz' under {runs}/ (hint: run `tunekit search` first, or check --runs / --study)\n"
+    )

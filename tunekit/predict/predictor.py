@@ -21,7 +21,7 @@ from tunekit.config.sections import allow_plugins as allow
 from tunekit.config.yaml_io import Document
 from tunekit.errors import DataError, StateError, TunekitError, UsageError
 from tunekit.predict.checkpoint import checkpoint_path, read_checkpoint
-from tunekit.runs import StudyDir, most_recent_study
+from tunekit.runs import StudyDir, most_recent_study, no_such_study
 from tunekit.train.build import build_model_for
 
 CHUNK_ROWS = 10_000  # rows predicted at once: bounds memory on large inputs
@@ -148,7 +148,7 @@ def resolve_checkpoint(checkpoint: str | os.PathLike | None, study: str | None, 
     path = study_dir.best_dir / "model.pt"
     if not path.is_file():
         if not study_dir.path.is_dir():
-            raise StateError(f"no study '{study_dir.name}' under {runs}/", "see `tunekit list`, or pass --runs")
+            raise no_such_study(runs, study_dir.name, "see `tunekit list`, or pass --runs")
         raise StateError(
             f"study '{study_dir.name}' has no trained model ({path} is missing)",
             f"run `tunekit train --best --study {study_dir.name}` first",

@@ -45,6 +45,12 @@ class SearchOptions:
     track: list[TrackSpec] = field(default_factory=list)  # --track (the config's tracking: is merged in run_search)
     tracking: Any = None  # this process's tunekit.track.tracking.Tracking, not passed to workers
     log: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr))
+    # The live view's feed (tunekit.report.live): when set, a trial's end is an event instead of a log line.
+    events: Callable[[dict], None] | None = None
+
+    def emit(self, **event) -> None:
+        if self.events is not None:
+            self.events(event)
 
 
 def max_workers(cores: int | None = None) -> int:

@@ -130,7 +130,7 @@ def archive(study_dir: StudyDir) -> Path | None:
 
 def open_or_resume(config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOptions):
 
-    storage = open_storage(study_dir, opts.storage, opts.repair)
+    storage = open_storage(study_dir, opts.storage, opts.repair, opts.log)
     sampler, pruner = build_sampler_and_pruner(config, space)
     objectives = objectives_of(config)
     study = optuna.create_study(

@@ -31,7 +31,7 @@ from tunekit.study.resume import archive, open_or_resume
 from tunekit.study.stopping import Stop
 from tunekit.study.storage import database_lock, describe_storage, load_study, remember_url, remembered_url
 from tunekit.study.trial import objectives_of
-from tunekit.study.worker import open_tracking, quiet_optuna, work
+from tunekit.study.worker import best_text, open_tracking, quiet_optuna, work
 from tunekit.study.workers import run_workers
 from tunekit.track.specs import from_section, merged
 from tunekit.track.tracking import check_installed
@@ -80,10 +80,13 @@ def prepare_study(config: Config, opts: SearchOptions) -> tuple[Config, SearchSp
         remember_url(study_dir, opts.storage)
     if not study_dir.config.exists():
         write_text(study_dir.config, dump_yaml(config.raw))
+    done = sum(map(counted, study.get_trials(deepcopy=False)))
     opts.log(
-        f"study '{study_dir.name}' in {describe_storage(study_dir, opts.storage)}: "
-        f"{sum(map(counted, study.get_trials(deepcopy=False)))}/{target} trials done, "
+        f"study '{study_dir.name}' in {describe_storage(study_dir, opts.storage)}: {done}/{target} trials done, "
         + ", ".join(f"{d} {m}" for m, d in objectives_of(config))
+    )
+    opts.emit(
+        kind="study", name=study_dir.name, metric=config.study.metric, done=done, target=target, best=best_text(study)
     )
     return config, space, study_dir
 

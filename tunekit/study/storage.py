@@ -24,7 +24,7 @@ from optuna.storages.journal._file import BaseJournalFileLock, get_lock_file
 from optuna.storages.journal._storage import JournalOperation as Op
 
 from tunekit.errors import DataError, StateError
-from tunekit.runs import FILE_MODE, StudyDir, open_lock, open_nofollow, write_text
+from tunekit.runs import FILE_MODE, StudyDir, no_such_study, open_lock, open_nofollow, write_text
 
 
 def journal_is_torn(path: Path) -> bool:
@@ -130,7 +130,7 @@ def _journal_backend(path: Path):
     return SyncAtBoundaries(str(path), lock_obj=_FlockLock(path))
 
 
-def open_storage(study_dir: StudyDir, url: str | None = None, repair: bool = False):
+def open_storage(study_dir: StudyDir, url: str | None = None, repair: bool = False, log=None):
     """The Optuna storage for a study: `url` when given, else runs/<study>/optuna.journal."""
 
     if url:
@@ -145,7 +145,8 @@ def open_storage(study_dir: StudyDir, url: str | None = None, repair: bool = Fal
     journal = study_dir.journal
     if repair and journal.exists() and (journal_is_torn(journal) or bad_lines(journal)):
         backup, done = repair_journal(journal)
-        print(f"repaired {journal}: {done} (backup: {backup.name})", file=sys.stderr)
+        line = f"repaired {journal}: {done} (backup: {backup.name})"
+        (log or (lambda text: print(text, file=sys.stderr)))(line)  # search's log: silent under -q
     if journal_is_torn(journal):
         raise StateError(
             f"{journal} ends in a torn line (a crash mid-write); new trials would be lost",
@@ -249,10 +250,7 @@ def load_study(study_dir: StudyDir, url: str | None = None):
 
     url = remembered_url(study_dir, url)
     if not url and not study_dir.exists():
-        raise StateError(
-            f"no study '{study_dir.name}' under {study_dir.runs}/",
-            "run `tunekit search` first, or check --runs / --study",
-        )
+        raise no_such_study(study_dir.runs, study_dir.name, "run `tunekit search` first, or check --runs / --study")
     storage = open_storage(study_dir, url)
     try:
         return optuna.load_study(study_name=study_dir.name, storage=storage)

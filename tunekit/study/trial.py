@@ -89,6 +89,7 @@ class TrialJob:
         self.tracking, self.track_key = opts.tracking, trial_key(trial.number)
         if self.tracking:
             self.tracking.trial_started(self.track_key, trial.number, space.values_from(trial.params))
+        opts.emit(kind="start", trial=trial.number, epochs=self.config.train.epochs, worker=opts.worker_index)
 
     def build(self, split=None):
 
@@ -104,6 +105,7 @@ class TrialJob:
         if self.tracking:
             self.tracking.epoch(self.track_key, record.epoch, record.metrics)
         value = record.metrics.get(monitor)
+        opts.emit(kind="epoch", trial=trial.number, epoch=record.epoch, value=value)
         if opts.verbose:
             m = record.metrics
             opts.log(

@@ -155,20 +155,23 @@ def _loop(
                     tell(study, study_dir, trial, state, outcome)
                     track_outcome(opts.tracking, trial, state, outcome, config, space)
                     finished = sum(1 for t in study.get_trials(deepcopy=False) if counted(t) and t.state.is_finished())
-                    opts.log(
-                        label
-                        + progress_line(
-                            finished,
-                            target,
-                            trial,
-                            state,
-                            outcome,
-                            study,
-                            config.study.metric,
-                            time.perf_counter() - started,
-                            space.values_from(trial.params),
+                    duration = time.perf_counter() - started
+                    metric = config.study.metric
+                    if opts.events is None:
+                        params = space.values_from(trial.params)
+                        line = progress_line(finished, target, trial, state, outcome, study, metric, duration, params)
+                        opts.log(label + line)
+                    else:
+                        opts.emit(
+                            kind="end",
+                            trial=trial.number,
+                            state=state,
+                            what=outcome_text(trial, state, outcome, study, metric),
+                            best=best_text(study),
+                            done=finished,
+                            target=target,
+                            duration=duration,
                         )
-                    )
             except KeyboardInterrupt:
                 for trial in trials:
                     retry_later(study, trial)
@@ -280,24 +283,33 @@ def _train(
 def progress_line(
     done: int, target: int, trial, state: str, outcome: Any, study, metric: str, duration: float, params: dict
 ) -> str:
+    """The log's line for a trial that ended (the live view shows the same parts)."""
     shown = " ".join(f"{k}={_short(v)}" for k, v in params.items())
+    what = outcome_text(trial, state, outcome, study, metric)
+    best = best_text(study)
+    best_shown = best if best.startswith("pareto") else f"best={best}"
+    return f"[{done:>{len(str(target))}}/{target}] trial {trial.number:<4} {state:<8} {what:<24} {best_shown}  {duration:5.1f}s  {shown}"
+
+
+def outcome_text(trial, state: str, outcome: Any, study, metric: str) -> str:
     if state == "COMPLETE" and isinstance(outcome, list):
         names = [o["metric"] for o in study.user_attrs.get("tunekit.objectives", [])]
-        what = " ".join(f"{n}={v:.4g}" for n, v in zip(names, outcome))
-    elif state == "COMPLETE":
-        what = f"{metric}={outcome:.4f}"
-    elif state == "FAIL":
-        what = f"reason={outcome}"
-    else:
-        what = f"pruned at epoch {outcome_of(trial).get('pruned_at_epoch', '?')}"
+        return " ".join(f"{n}={v:.4g}" for n, v in zip(names, outcome))
+    if state == "COMPLETE":
+        return f"{metric}={outcome:.4f}"
+    if state == "FAIL":
+        return f"reason={outcome}"
+    return f"pruned at epoch {outcome_of(trial).get('pruned_at_epoch', '?')}"
+
+
+def best_text(study) -> str:
+    """The best so far: `0.9861 (#1)`, `-` before any, `pareto front: N trials` for several objectives."""
     best = pick_best(study)
     if best is None:
-        best_text = "best=-"
-    elif len(best.values) > 1:
-        best_text = f"pareto front: {len(study.best_trials)} trials"
-    else:
-        best_text = f"best={best.value:.4f} (#{best.number})"
-    return f"[{done:>{len(str(target))}}/{target}] trial {trial.number:<4} {state:<8} {what:<24} {best_text}  {duration:5.1f}s  {shown}"
+        return "-"
+    if len(best.values) > 1:
+        return f"pareto front: {len(study.best_trials)} trials"
+    return f"{best.value:.4f} (#{best.number})"
 
 
 def _short(v: Any) -> str:

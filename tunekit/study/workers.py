@@ -11,9 +11,11 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
+import queue as queues
 import signal
 import sys
 import time
+from collections import deque
 
 from tunekit.config.sections import ALLOWED_PLUGINS, Config
 from tunekit.errors import StateError
@@ -49,6 +51,7 @@ def _worker_main(
     plugins: list[str],
     quiet: bool,
     parent_pid: int,
+    events=None,
 ) -> None:
     os.environ["OMP_NUM_THREADS"] = str(fields["threads"])
     from tunekit.study.options import SearchOptions, Terminated
@@ -67,12 +70,20 @@ def _worker_main(
 
     allow_plugins(plugins)
     label = f"[w{index}] "
-    log = (lambda line: None) if quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    send = _Sender(events) if events is not None else None  # the parent draws a live view: all goes to it
+
+    def say(line: str) -> None:
+        if send is not None:
+            send.put({"kind": "note", "line": line})
+        else:
+            print(line, file=sys.stderr, flush=True)
+
     try:
         config, _ = check_sections(raw)
         config.source = source
         space, _ = SearchSpace.parse(config)
-        opts = SearchOptions(**fields, log=log)
+        log = (lambda line: None) if quiet else say
+        opts = SearchOptions(**fields, log=log, events=None if send is None else send.put)
         set_threads(opts.threads)
         deadline = time.monotonic() + remaining_s if remaining_s is not None else None
         stop = Stop(opts.started_at)
@@ -83,8 +94,33 @@ def _worker_main(
         sys.exit(143 if isinstance(exc, Terminated) else 130)
     except TunekitError as exc:
         for line in exc.lines():
-            print(f"{label}error: {line}", file=sys.stderr, flush=True)
+            say(f"{label}error: {line}")
         sys.exit(exc.exit_code)
+    finally:
+        if send is not None:
+            send.flush()
+
+
+class _Sender:
+    """A worker's end of the live view's queue, safe to call from a signal handler (a first Ctrl-C's
+    note): a put that lands inside another put only leaves its item for the outer one to send, where
+    taking the queue's lock again would deadlock."""
+
+    def __init__(self, queue):
+        self.queue, self.pending, self.busy = queue, deque(), False
+
+    def put(self, item: dict) -> None:
+        self.pending.append(item)
+        if not self.busy:
+            self.flush()
+
+    def flush(self) -> None:
+        self.busy = True
+        try:
+            while self.pending:
+                self.queue.put(self.pending.popleft())
+        finally:
+            self.busy = False
 
 
 def run_workers(config: Config, study_dir: StudyDir, opts, stop: Stop) -> None:
@@ -94,8 +130,13 @@ def run_workers(config: Config, study_dir: StudyDir, opts, stop: Stop) -> None:
     remaining = opts.timeout_s
     ctx = multiprocessing.get_context("spawn")
     procs = []
+    queue = ctx.Queue() if opts.events is not None else None
     for i in range(opts.workers):
-        fields = {f.name: getattr(opts, f.name) for f in dataclasses.fields(opts) if f.name not in ("log", "tracking")}
+        fields = {
+            f.name: getattr(opts, f.name)
+            for f in dataclasses.fields(opts)
+            if f.name not in ("log", "tracking", "events")
+        }
         fields.update(
             study=study_dir.name,
             workers=1,
@@ -107,7 +148,17 @@ def run_workers(config: Config, study_dir: StudyDir, opts, stop: Stop) -> None:
         )
         p = ctx.Process(
             target=_worker_main,
-            args=(config.raw, config.source, fields, i, remaining, sorted(ALLOWED_PLUGINS), opts.quiet, os.getpid()),
+            args=(
+                config.raw,
+                config.source,
+                fields,
+                i,
+                remaining,
+                sorted(ALLOWED_PLUGINS),
+                opts.quiet,
+                os.getpid(),
+                queue,
+            ),
             name=f"tunekit-worker-{i}",
         )
         p.start()
@@ -123,8 +174,9 @@ def run_workers(config: Config, study_dir: StudyDir, opts, stop: Stop) -> None:
                 if stop.local and not asked:
                     asked = True
                     request_stop(load_study(study_dir, opts.storage))
+                _relay(queue, opts, 0.2)
                 for p in procs:
-                    p.join(timeout=0.2)
+                    p.join(timeout=0 if queue is not None else 0.2)
     except KeyboardInterrupt as exc:
         # Pass the signal on (a terminal's Ctrl-C already reached them; a `kill` did not) and let
         # each worker close its trial before we report.
@@ -133,7 +185,9 @@ def run_workers(config: Config, study_dir: StudyDir, opts, stop: Stop) -> None:
                 os.kill(p.pid, signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
         for p in procs:
             p.join(timeout=60)
+        _relay(queue, opts, 0)
         raise
+    _relay(queue, opts, 0)
     codes = [p.exitcode for p in procs]
     if any(code in (130, 143) for code in codes):
         raise Terminated() if 143 in codes else KeyboardInterrupt()
@@ -142,3 +196,20 @@ def run_workers(config: Config, study_dir: StudyDir, opts, stop: Stop) -> None:
         raise StateError(
             f"worker {bad[0][0]} exited with code {bad[0][1]}; the study is saved", "rerun the same command to continue"
         )
+
+
+def _relay(queue, opts, wait_s: float) -> None:
+    """Hand the workers' events and lines to the live view: what is queued now, waiting up to wait_s for the first."""
+    if queue is None:
+        return
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            event = queue.get(timeout=max(0.0, deadline - time.monotonic())) if wait_s else queue.get_nowait()
+        except (queues.Empty, OSError, EOFError):
+            return
+        if event.get("kind") == "note":
+            opts.log(event["line"])
+        else:
+            opts.events(event)
+        wait_s = 0
