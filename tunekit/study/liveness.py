@@ -18,7 +18,7 @@ import time
 import optuna
 
 from tunekit import reasons
-from tunekit.study.storage import storage_of, trial_id
+from tunekit.study.storage import storage_lost, storage_of, trial_id
 
 HEARTBEAT_S = 15.0
 STALE_AFTER_S = 120.0  # eight missed heartbeats: the worker is gone, whatever host it was on
@@ -69,8 +69,24 @@ class Heartbeat:
             for tid in trial_ids:
                 try:
                     self.storage.set_trial_user_attr(tid, "heartbeat", time.time())
-                except Exception:
+                except Exception as exc:
+                    if storage_lost(exc) is not None:
+                        _lost[:] = [exc]  # the trial stops at its next epoch (raise_if_storage_lost)
+                        break
                     continue  # told in the meantime: nothing left to keep alive
+                else:
+                    _lost.clear()  # the database answers again
+
+
+_lost: list[BaseException] = []  # what the heartbeat got when the study's database went away
+
+
+def raise_if_storage_lost() -> None:
+    """Called at each epoch's end: a trial that no longer has a database to be told to stops now,
+    instead of training to its end (a trial that reports each epoch to a pruner would find out by
+    itself; one that does not would otherwise train on for nothing)."""
+    if _lost:
+        raise _lost[0]
 
 
 def _process_alive(pid: int) -> bool:

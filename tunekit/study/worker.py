@@ -29,7 +29,7 @@ from tunekit.study.grouping import ask_population, train_jobs
 from tunekit.study.liveness import Heartbeat, claim, counted, recover_dead_trials
 from tunekit.study.options import SearchOptions, TimedOut, main_thread
 from tunekit.study.stopping import Stop
-from tunekit.study.storage import database_lock, open_storage, storage_of, trial_id
+from tunekit.study.storage import database_lock, open_storage, storage_lost, storage_of, trial_id
 from tunekit.study.trial import run_trial
 from tunekit.train.build import warm_up
 
@@ -68,8 +68,14 @@ def work(
     one, train it, tell it. Whatever stops a trial's training is recorded on the trial, never lost.
     A first Ctrl-C or `tunekit stop` (`stop`) lets the running trial finish and takes no new one."""
     stop = stop or Stop(opts.started_at)
-    with stop.on_first_ctrl_c(lambda line: opts.log(label + line)):
-        _work(config, space, study_dir, opts, deadline, label, stop)
+    try:
+        with stop.on_first_ctrl_c(lambda line: opts.log(label + line)):
+            _work(config, space, study_dir, opts, deadline, label, stop)
+    except Exception as exc:
+        lost = storage_lost(exc)
+        if lost is None:
+            raise
+        raise lost from None
 
 
 def _work(
@@ -124,6 +130,10 @@ def _work(
                     retry_later(study, trial)
                 raise
             except Exception as exc:
+                if storage_lost(exc):
+                    # The database is gone: writing the trials' outcome would fail (or wait) too. They
+                    # stay RUNNING, and the next run recovers them (a dead pid here, a stale heartbeat elsewhere).
+                    raise
                 if is_disk_full(exc):
                     for trial in trials:
                         retry_later(study, trial, reasons.DISK_FULL)  # the trial did nothing wrong: it keeps its slot
