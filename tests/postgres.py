@@ -6,9 +6,11 @@ let a test take the server away mid-study and bring it back on the same port; `c
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -77,7 +79,27 @@ class Cluster:
         """Take the server away at once, as a crash or a lost host would (no shutdown handshake)."""
         subprocess.run([*self.as_user, "pg_ctl", "-D", self.data, "-m", "immediate", "stop"], capture_output=True)
 
+    def _pids(self) -> list[int]:
+        """This cluster's server processes (its postmaster and the postmaster's children), no other's."""
+        with open(os.path.join(self.data, "postmaster.pid")) as f:
+            postmaster = int(f.readline())
+        children = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True).stdout.split()
+        return [postmaster, *map(int, children)]
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): its host's kernel still accepts and acknowledges, nothing answers."""
+        self._paused = self._pids()
+        for pid in self._paused:
+            os.kill(pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        for pid in getattr(self, "_paused", []):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        self._paused = []
+
     def close(self) -> None:
+        self.resume()
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 

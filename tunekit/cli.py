@@ -265,7 +265,13 @@ def search(
     study: StudyOpt = None,
     runs: RunsOpt = Path("runs"),
     storage: Annotated[
-        str | None, typer.Option("--storage", help="Database URL instead of runs/<study>/optuna.journal.")
+        str | None,
+        typer.Option(
+            "--storage",
+            help="Database URL instead of runs/<study>/optuna.journal (postgresql://, mysql://). "
+            "An unreachable, silent or lost database ends the command with exit 4 within "
+            "TUNEKIT_STORAGE_TIMEOUT seconds (default 10; a statement may take 6x).",
+        ),
     ] = None,
     set_: SetOpt = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Archive the existing study and start anew.")] = False,

@@ -24,7 +24,7 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.storages.journal._file import BaseJournalFileLock, get_lock_file
 from optuna.storages.journal._storage import JournalOperation as Op
 
-from tunekit.errors import DataError, StateError
+from tunekit.errors import DataError, StateError, UsageError
 from tunekit.runs import FILE_MODE, StudyDir, open_lock, open_nofollow, write_text
 
 
@@ -134,8 +134,14 @@ def _journal_backend(path: Path):
 def open_storage(study_dir: StudyDir, url: str | None = None, repair: bool = False):
     """The Optuna storage for a study: `url` when given, else runs/<study>/optuna.journal."""
 
+    if url and url.split(":", 1)[0] == "grpc":
+        raise UsageError(
+            f"--storage {_shown(url)}: Optuna's gRPC storage proxy is not supported: the exact trial total across "
+            "machines needs the database's own lock (a PostgreSQL advisory lock), which the proxy does not pass on",
+            "point --storage at the database itself (postgresql://...); see README 'Many workers'",
+        )
+    global _in_use
     if url:
-        global _in_use
         _in_use = url
         try:
             # tunekit keeps its own heartbeats (study/liveness.py), which work outside study.optimize too.
@@ -146,6 +152,7 @@ def open_storage(study_dir: StudyDir, url: str | None = None, repair: bool = Fal
                 "check the URL, that the server is up and reachable from here, and that the database driver "
                 "is installed (pip install 'tunekit[postgres]')",
             ) from None
+    _in_use = None
     journal = study_dir.journal
     if repair and journal.exists() and (journal_is_torn(journal) or bad_lines(journal)):
         backup, done = repair_journal(journal)
@@ -216,12 +223,14 @@ def engine_kwargs(url: str) -> dict[str, Any]:
             "tcp_user_timeout": round(timeout * 3000),  # ms that sent data may stay unacknowledged
             "options": f"-c statement_timeout={round(timeout * 6000)}",
         }
-    else:
+    elif url.split(":", 1)[0] in ("mysql", "mysql+pymysql", "mysql+mysqldb"):  # the drivers that take these names
         args = {
             "connect_timeout": round(timeout),
             "read_timeout": round(timeout * 6),
             "write_timeout": round(timeout * 6),
         }
+    else:
+        args = {}
     connect_args = {k: v for k, v in args.items() if k not in query}
     return {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 4, "connect_args": connect_args}
 
@@ -245,6 +254,8 @@ def storage_lost(exc: BaseException) -> DataError | None:
     """The error to report when `exc` (or what caused it) is the study's database going away,
     stopping to answer, or refusing connections in the middle of a command; None for anything else.
     Optuna wraps a failed commit in StorageInternalError, hence the walk along the causes."""
+    if _in_use is None or _in_use.split(":", 1)[0].split("+", 1)[0] not in ("postgresql", "mysql"):
+        return None  # SQLite's errors ("database is locked") are not a server gone away
     try:
         import sqlalchemy
     except ImportError:
@@ -257,14 +268,23 @@ def storage_lost(exc: BaseException) -> DataError | None:
             isinstance(cause, sa.DBAPIError) and cause.connection_invalidated
         )
         if gone:
-            where = _shown(_in_use) if _in_use else "the study's database"
             return DataError(
-                f"lost the study's storage {where}: {_first_line(cause)}",
+                f"lost the study's storage {_shown(_in_use)}: {_first_line(cause)}",
                 "finished trials are saved; trials that were running stay RUNNING and are queued again by the next "
                 "run: rerun the same command once the database answers",
             )
         cause, seen = cause.__cause__ or cause.__context__, seen + 1
     return None
+
+
+def silent_storage(quiet: float) -> DataError:
+    """The error for a database that accepted a call and has not answered it for `quiet` seconds."""
+    where = _shown(_in_use) if _in_use else "the study's database"
+    return DataError(
+        f"lost the study's storage {where}: no answer for {quiet:.0f} s (server hung or unreachable)",
+        "finished trials are saved; trials that were running stay RUNNING and are queued again by the next "
+        f"run: rerun the same command once the database answers ({TIMEOUT_ENV} sets the wait: 3x its seconds)",
+    )
 
 
 _ENGINES: dict[str, Any] = {}
@@ -280,6 +300,8 @@ def database_lock(url: str, study: str):
     if kind not in ("postgresql", "mysql"):
         yield
         return
+    global _in_use
+    _in_use = url
     import sqlalchemy
 
     engine = _ENGINES.get(url)

@@ -9,6 +9,7 @@ import fcntl
 import json
 import os
 import signal
+import sys
 import time
 import warnings
 from typing import Any
@@ -29,7 +30,15 @@ from tunekit.study.grouping import ask_population, train_jobs
 from tunekit.study.liveness import Heartbeat, claim, counted, recover_dead_trials
 from tunekit.study.options import SearchOptions, TimedOut, main_thread
 from tunekit.study.stopping import Stop
-from tunekit.study.storage import database_lock, open_storage, storage_lost, storage_of, trial_id
+from tunekit.study.storage import (
+    database_lock,
+    open_storage,
+    silent_storage,
+    storage_lost,
+    storage_of,
+    storage_timeout,
+    trial_id,
+)
 from tunekit.study.trial import run_trial
 from tunekit.train.build import warm_up
 
@@ -96,7 +105,14 @@ def _work(
     told: set[str] = set()  # notes already given by this worker (each is said once)
     warm_up(config, opts.device or config.train.device)
     beat = config.study.heartbeat
-    with Heartbeat(storage_of(study), beat.interval) as beats:
+    watch = {}
+    if opts.storage:
+        watch = dict(
+            probe=lambda: storage_of(study).get_study_id_from_name(study_dir.name),
+            silent_after=3 * storage_timeout(),
+            on_silent=lambda quiet: _give_up_on_silent_storage(quiet, label),
+        )
+    with Heartbeat(storage_of(study), beat.interval, **watch) as beats:
         while True:
             taken = _take_next(study, config, space, study_dir, opts, deadline, target, label, stop)
             if taken is None:
@@ -156,6 +172,16 @@ def _work(
                 for trial in trials:
                     close_failed(study, trial)
                 raise
+
+
+def _give_up_on_silent_storage(quiet: float, label: str) -> None:
+    """The study's database took `quiet` seconds over one heartbeat: end this process now, with the
+    lost-storage line and its exit code. Its trials stay RUNNING, as after any lost database; nothing
+    else is left half-written (trial files are appended line by line, best.yaml replaced whole)."""
+    error = silent_storage(quiet)
+    for line in error.lines():
+        print(f"{label}error: {line}", file=sys.stderr, flush=True)
+    os._exit(error.exit_code)
 
 
 WAIT = object()  # _take_next: nothing to take now, but the study is not done
