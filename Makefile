@@ -38,9 +38,10 @@ bench: install
 	$(BIN)/python benchmarks/overhead.py --trials 50 500 | tee -a benchmarks/results.log
 	$(BIN)/python benchmarks/workers.py --repeats 6 | tee -a benchmarks/results.log
 	$(BIN)/python benchmarks/startup.py --repeats 10 | tee -a benchmarks/results.log
-	TUNEKIT_LONG_FAULTS=1 $(BIN)/python -m pytest -q tests/e2e/test_fault_injection.py
+	TUNEKIT_LONG_FAULTS=1 $(BIN)/python -m pytest -q tests/e2e/test_fault_injection.py tests/e2e/test_database_faults.py
 	TUNEKIT_FUZZ_CASES=5000 $(BIN)/python -m pytest -q tests/e2e/test_fuzz.py
 	$(BIN)/python benchmarks/population.py --repeats 3 | tee -a benchmarks/results.log
+	$(BIN)/python benchmarks/grpc_proxy.py --procs 1 4 8 --trials 100 | tee -a benchmarks/results.log
 	grep '^{' benchmarks/results.log > benchmarks/results.jsonl
 
 clean:

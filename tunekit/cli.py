@@ -124,12 +124,27 @@ def _guarded(fn: Callable) -> Callable:
         except typer.Exit:
             raise
         except Exception as exc:
+            lost = _storage_lost(exc)
+            if lost is not None and not _state["debug"]:
+                for line in lost.lines():
+                    _err(f"error: {line}")
+                raise typer.Exit(lost.exit_code) from None
             if _state["debug"]:
                 raise
             _err(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+def _storage_lost(exc: Exception):
+    """The one-line error for a study database lost mid-command (study/storage.py decides), else None.
+    Only a command that opened a database has imported sqlalchemy; no other pays for the check."""
+    if "sqlalchemy" not in sys.modules:
+        return None
+    from tunekit.study.storage import storage_lost
+
+    return storage_lost(exc)
 
 
 def _print_version(value: bool) -> None:
@@ -259,7 +274,13 @@ def search(
     study: StudyOpt = None,
     runs: RunsOpt = Path("runs"),
     storage: Annotated[
-        str | None, typer.Option("--storage", help="Database URL instead of runs/<study>/optuna.journal.")
+        str | None,
+        typer.Option(
+            "--storage",
+            help="Database URL instead of runs/<study>/optuna.journal (postgresql://, mysql://). "
+            "An unreachable, silent or lost database ends the command with exit 4 within "
+            "TUNEKIT_STORAGE_TIMEOUT seconds (default 10; a statement may take 6x).",
+        ),
     ] = None,
     set_: SetOpt = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Archive the existing study and start anew.")] = False,

@@ -4,71 +4,27 @@ throwaway cluster in a temp dir (initdb refuses to run as root, so as root it us
 
 import json
 import os
-import pwd
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
 
 from tests.conftest import TINY
+from tests.postgres import Cluster, needs_postgres
 
-BINARIES = [shutil.which(b) for b in ("initdb", "pg_ctl", "postgres")]
-pytestmark = pytest.mark.skipif(
-    not all(BINARIES), reason="PostgreSQL server binaries (initdb, pg_ctl, postgres) not on PATH"
-)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = needs_postgres
 
 
 @pytest.fixture(scope="module")
 def postgres_url():
-    pytest.importorskip("psycopg")
-    root = tempfile.mkdtemp(prefix="tunekit-pg-")
-    data = os.path.join(root, "data")
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        try:
-            account = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root and no 'postgres' account to run initdb as")
-        os.chown(root, account.pw_uid, account.pw_gid)
-        as_user = ["runuser", "-u", "postgres", "--"]
-    port = _free_port()
-    subprocess.run(
-        [*as_user, "initdb", "-D", data, "-U", "tunekit", "--auth=trust", "-E", "UTF8"], check=True, capture_output=True
-    )
-    subprocess.run(
-        [
-            *as_user,
-            "pg_ctl",
-            "-D",
-            data,
-            "-l",
-            os.path.join(root, "log"),
-            "-w",
-            "-t",
-            "60",
-            "-o",
-            f"-p {port} -k {root} -c listen_addresses=127.0.0.1",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cluster = Cluster()
     try:
-        yield f"postgresql://tunekit@127.0.0.1:{port}/postgres"
+        yield cluster.url
     finally:
-        subprocess.run([*as_user, "pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+        cluster.close()
 
 
 def test_two_processes_share_a_postgres_study(tmp_path, postgres_url):
@@ -116,14 +72,6 @@ def test_two_processes_share_a_postgres_study(tmp_path, postgres_url):
     )
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["n_trials"] >= 10
-
-
-def test_unreachable_database_is_an_environment_error(cli, write_config, runs):
-    pytest.importorskip("psycopg")
-    result = cli(
-        "search", write_config(), "--runs", runs, "--storage", f"postgresql://nobody@127.0.0.1:{_free_port()}/x"
-    )
-    assert result.exit_code == 4 and "cannot open storage" in result.stderr
 
 
 def test_a_database_study_is_found_without_repeating_storage(tmp_path, postgres_url):

@@ -41,3 +41,24 @@ def test_journal_is_fsynced_at_trial_boundaries_only_and_stays_plain_optuna(cli,
         len(t.intermediate_values) == 3 for t in plain.trials
     )
     assert all("result" in t.user_attrs and "optimizer.lr" in t.params for t in plain.trials)
+
+
+def test_database_engines_get_timeouts_a_small_pool_and_the_urls_own_settings_win(monkeypatch):
+    from tunekit.study.storage import engine_kwargs
+
+    plain = engine_kwargs("postgresql://u@h/db")
+    assert plain["pool_pre_ping"] and plain["pool_size"] + plain["max_overflow"] <= 6
+    args = plain["connect_args"]
+    assert args["connect_timeout"] == 10 and args["options"] == "-c statement_timeout=60000"
+    assert args["keepalives"] == 1 and args["tcp_user_timeout"] == 30000
+    assert engine_kwargs("postgresql://u@h/db?connect_timeout=30")["connect_args"].get("connect_timeout") is None
+    monkeypatch.setenv("TUNEKIT_STORAGE_TIMEOUT", "2")
+    assert engine_kwargs("postgresql+psycopg://u@h/db")["connect_args"]["options"] == "-c statement_timeout=12000"
+    assert engine_kwargs("mysql+pymysql://u@h/db")["connect_args"] == {
+        "connect_timeout": 2,
+        "read_timeout": 12,
+        "write_timeout": 12,
+    }
+    monkeypatch.setenv("TUNEKIT_STORAGE_TIMEOUT", "soon")
+    assert engine_kwargs("postgresql://u@h/db")["connect_args"]["connect_timeout"] == 10  # a bad value: the default
+    assert engine_kwargs("sqlite:///x.db") == {}  # one machine, no network to wait on

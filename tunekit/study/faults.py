@@ -9,6 +9,7 @@ and ACTION one of
   oom      the trial raises torch.cuda.OutOfMemoryError, as a GPU out of memory does
   nan      the model's weights become NaN (the next epoch's loss is not finite)
   hang     the trial sleeps for an hour (for --timeout and signal tests)
+  sleep    the trial sleeps 0.1 s (plan it at many epochs to make one trial slow, leaving later ones fast)
   sigint / sigterm / sigkill   the worker process sends itself that signal (sigint twice, as a
                                user pressing Ctrl-C twice: a single one only asks for a graceful stop)
   sigint1  one SIGINT: the graceful stop
@@ -23,7 +24,7 @@ import time
 
 import torch
 
-ACTIONS = {"raise", "oom", "nan", "hang", "sigint", "sigint1", "sigterm", "sigkill"}
+ACTIONS = {"raise", "oom", "nan", "hang", "sleep", "sigint", "sigint1", "sigterm", "sigkill"}
 
 
 def planned() -> dict[tuple[int, str], str]:
@@ -57,6 +58,8 @@ def fire(trial: int, epoch: int | str, model) -> None:
                 p.fill_(float("nan"))
     elif action == "hang":
         time.sleep(3600)
+    elif action == "sleep":
+        time.sleep(0.1)
     elif action == "sigint":
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.1)  # the first asks for a graceful stop; the second interrupts

@@ -18,7 +18,7 @@ import time
 import optuna
 
 from tunekit import reasons
-from tunekit.study.storage import storage_of, trial_id
+from tunekit.study.storage import storage_lost, storage_of, trial_id
 
 HEARTBEAT_S = 15.0
 STALE_AFTER_S = 120.0  # eight missed heartbeats: the worker is gone, whatever host it was on
@@ -33,22 +33,38 @@ def worker_id() -> str:
 class Heartbeat:
     """This worker's heartbeat: one background thread, for the worker's life, that refreshes
     `heartbeat` on each trial the worker is running (one thread per trial cost ~1 ms a trial
-    to start and join)."""
+    to start and join).
 
-    def __init__(self, storage, interval: float = HEARTBEAT_S):
+    On a database it is also the watchdog for a server that stops answering mid-study (hung, or
+    SIGSTOPped: its host's kernel still acknowledges every packet, so no TCP timeout fires and
+    libpq waits for ever): when no trial runs it makes `probe`, a cheap read, each interval, and
+    when one of its calls has not returned after `silent_after` seconds, `on_silent` is called
+    (it ends the process: whatever the main thread waits on will not answer either)."""
+
+    def __init__(self, storage, interval: float = HEARTBEAT_S, probe=None, silent_after=None, on_silent=None):
         self.storage, self.interval = storage, interval
+        self.probe, self.silent_after, self.on_silent = probe, silent_after, on_silent
         self._running: set[int] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._calling_since: float | None = None
         self._thread = threading.Thread(target=self._beat, name="tunekit-heartbeat", daemon=True)
+        self._watchdog = None
+        if silent_after is not None and on_silent is not None:
+            self._watchdog = threading.Thread(target=self._watch, name="tunekit-storage-watchdog", daemon=True)
 
     def __enter__(self):
+        _lost.clear()  # a previous command in this process (tests) lost its database, not this one
         self._thread.start()
+        if self._watchdog is not None:
+            self._watchdog.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+        if self._watchdog is not None:
+            self._watchdog.join(timeout=5)
 
     @contextlib.contextmanager
     def running(self, trial_ids: list[int]):
@@ -66,11 +82,50 @@ class Heartbeat:
         while not self._stop.wait(self.interval):
             with self._lock:
                 trial_ids = sorted(self._running)
-            for tid in trial_ids:
-                try:
-                    self.storage.set_trial_user_attr(tid, "heartbeat", time.time())
-                except Exception:
-                    continue  # told in the meantime: nothing left to keep alive
+            self._calling_since = time.monotonic()
+            try:
+                self._beat_once(trial_ids)
+            finally:
+                self._calling_since = None
+
+    def _beat_once(self, trial_ids: list[int]) -> None:
+        if not trial_ids and self.probe is not None:
+            try:
+                self.probe()
+            except Exception as exc:
+                if storage_lost(exc) is not None:
+                    _lost[:] = [exc]
+                return
+            _lost.clear()
+            return
+        for tid in trial_ids:
+            try:
+                self.storage.set_trial_user_attr(tid, "heartbeat", time.time())
+            except Exception as exc:
+                if storage_lost(exc) is not None:
+                    _lost[:] = [exc]  # the trial stops at its next epoch (raise_if_storage_lost)
+                    return
+                continue  # told in the meantime: nothing left to keep alive
+            else:
+                _lost.clear()  # the database answers again
+
+    def _watch(self) -> None:
+        while not self._stop.wait(min(1.0, self.interval)):
+            since = self._calling_since
+            if since is not None and time.monotonic() - since > self.silent_after:
+                self.on_silent(time.monotonic() - since)
+                return
+
+
+_lost: list[BaseException] = []  # what the heartbeat got when the study's database went away
+
+
+def raise_if_storage_lost() -> None:
+    """Called at each epoch's end: a trial that no longer has a database to be told to stops now,
+    instead of training to its end (a trial that reports each epoch to a pruner would find out by
+    itself; one that does not would otherwise train on for nothing)."""
+    if _lost:
+        raise _lost[0]
 
 
 def _process_alive(pid: int) -> bool:

@@ -15,6 +15,7 @@ import shutil
 import sys
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.storages.journal._file import BaseJournalFileLock, get_lock_file
 from optuna.storages.journal._storage import JournalOperation as Op
 
-from tunekit.errors import DataError, StateError
+from tunekit.errors import DataError, StateError, UsageError
 from tunekit.runs import FILE_MODE, StudyDir, no_such_study, open_lock, open_nofollow, write_text
 
 
@@ -133,15 +134,25 @@ def _journal_backend(path: Path):
 def open_storage(study_dir: StudyDir, url: str | None = None, repair: bool = False, log=None):
     """The Optuna storage for a study: `url` when given, else runs/<study>/optuna.journal."""
 
+    if url and url.split(":", 1)[0] == "grpc":
+        raise UsageError(
+            f"--storage {_shown(url)}: Optuna's gRPC storage proxy is not supported: the exact trial total across "
+            "machines needs the database's own lock (a PostgreSQL advisory lock), which the proxy does not pass on",
+            "point --storage at the database itself (postgresql://...); see README 'Many workers'",
+        )
+    global _in_use
     if url:
+        _in_use = url
         try:
             # tunekit keeps its own heartbeats (study/liveness.py), which work outside study.optimize too.
-            return optuna.storages.RDBStorage(_driver_url(url))
+            return optuna.storages.RDBStorage(_driver_url(url), engine_kwargs=engine_kwargs(url))
         except Exception as exc:  # driver missing, server down, bad URL: all environment problems
             raise DataError(
-                f"cannot open storage {url.split('@')[-1][:120]}: {str(exc).splitlines()[0][:200]}",
-                "check the URL and that the database driver is installed (pip install 'tunekit[postgres]')",
+                f"cannot open storage {_shown(url)}: {_first_line(exc)}",
+                "check the URL, that the server is up and reachable from here, and that the database driver "
+                "is installed (pip install 'tunekit[postgres]')",
             ) from None
+    _in_use = None
     journal = study_dir.journal
     if repair and journal.exists() and (journal_is_torn(journal) or bad_lines(journal)):
         backup, done = repair_journal(journal)
@@ -171,6 +182,112 @@ def _driver_url(url: str) -> str:
     return url
 
 
+CONNECT_TIMEOUT_S = 10.0
+TIMEOUT_ENV = "TUNEKIT_STORAGE_TIMEOUT"
+
+
+def storage_timeout() -> float:
+    """Seconds a database may take to accept a connection (TUNEKIT_STORAGE_TIMEOUT, default 10).
+    A statement may take 6x that (60 s), and a connection whose server stopped answering is
+    dropped after about 3x (30 s). A bad value is ignored for the default."""
+    try:
+        value = float(os.environ.get(TIMEOUT_ENV, CONNECT_TIMEOUT_S))
+    except ValueError:
+        return CONNECT_TIMEOUT_S
+    return value if 1 <= value <= 86400 else CONNECT_TIMEOUT_S
+
+
+def engine_kwargs(url: str) -> dict[str, Any]:
+    """SQLAlchemy engine settings for a study's database, so that a server that is down, silent or
+    lost mid-study ends a command within seconds instead of hanging in the driver's defaults
+    (libpq waits forever for a server that accepts TCP and never answers).
+
+    - connect: `connect_timeout` (libpq, MySQL drivers);
+    - a statement (a tell, the ask lock's wait): PostgreSQL `statement_timeout`, MySQL read/write timeouts;
+    - a connection that goes quiet (host down, cable cut): TCP keepalives and `tcp_user_timeout`;
+    - a connection idle through a long trial, then stale (server restarted): `pool_pre_ping`
+      replaces it before use, so the trial's tell does not fail on it.
+    A parameter the URL's own query sets (`?connect_timeout=30`) wins. Each process keeps a small
+    pool: the trial loop and the heartbeat thread use one connection each (the ask lock a third)."""
+    kind = url.split(":", 1)[0].split("+", 1)[0]
+    if kind not in ("postgresql", "mysql"):
+        return {}
+    timeout = storage_timeout()
+    query = set(urllib.parse.parse_qs(urllib.parse.urlsplit(url).query))
+    if kind == "postgresql":
+        args: dict[str, Any] = {
+            "connect_timeout": max(2, round(timeout)),  # libpq's minimum is 2 s
+            "keepalives": 1,
+            "keepalives_idle": max(1, round(timeout)),
+            "keepalives_interval": max(1, round(timeout / 3)),
+            "keepalives_count": 3,
+            "tcp_user_timeout": round(timeout * 3000),  # ms that sent data may stay unacknowledged
+            "options": f"-c statement_timeout={round(timeout * 6000)}",
+        }
+    elif url.split(":", 1)[0] in ("mysql", "mysql+pymysql", "mysql+mysqldb"):  # the drivers that take these names
+        args = {
+            "connect_timeout": round(timeout),
+            "read_timeout": round(timeout * 6),
+            "write_timeout": round(timeout * 6),
+        }
+    else:
+        args = {}
+    connect_args = {k: v for k, v in args.items() if k not in query}
+    return {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 4, "connect_args": connect_args}
+
+
+_in_use: str | None = None  # the database URL this process opened last, to name it in storage_lost
+
+
+def _shown(url: str) -> str:
+    shown = url.split("@")[-1]  # never the user:password part
+    return shown if len(shown) <= 120 else shown[:117] + "..."
+
+
+def _first_line(exc: BaseException) -> str:
+    while exc.__cause__ is not None and not str(exc).strip():
+        exc = exc.__cause__
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]
+
+
+def storage_lost(exc: BaseException) -> DataError | None:
+    """The error to report when `exc` (or what caused it) is the study's database going away,
+    stopping to answer, or refusing connections in the middle of a command; None for anything else.
+    Optuna wraps a failed commit in StorageInternalError, hence the walk along the causes."""
+    if _in_use is None or _in_use.split(":", 1)[0].split("+", 1)[0] not in ("postgresql", "mysql"):
+        return None  # SQLite's errors ("database is locked") are not a server gone away
+    try:
+        import sqlalchemy
+    except ImportError:
+        return None
+    sa = sqlalchemy.exc
+    seen = 0
+    cause: BaseException | None = exc
+    while cause is not None and seen < 10:
+        gone = isinstance(cause, (sa.OperationalError, sa.InterfaceError, sa.TimeoutError)) or (
+            isinstance(cause, sa.DBAPIError) and cause.connection_invalidated
+        )
+        if gone:
+            return DataError(
+                f"lost the study's storage {_shown(_in_use)}: {_first_line(cause)}",
+                "finished trials are saved; trials that were running stay RUNNING and are queued again by the next "
+                "run: rerun the same command once the database answers",
+            )
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
+    return None
+
+
+def silent_storage(quiet: float) -> DataError:
+    """The error for a database that accepted a call and has not answered it for `quiet` seconds."""
+    where = _shown(_in_use) if _in_use else "the study's database"
+    return DataError(
+        f"lost the study's storage {where}: no answer for {quiet:.0f} s (server hung or unreachable)",
+        "finished trials are saved; trials that were running stay RUNNING and are queued again by the next "
+        f"run: rerun the same command once the database answers ({TIMEOUT_ENV} sets the wait: 3x its seconds)",
+    )
+
+
 _ENGINES: dict[str, Any] = {}
 
 
@@ -184,16 +301,24 @@ def database_lock(url: str, study: str):
     if kind not in ("postgresql", "mysql"):
         yield
         return
+    global _in_use
+    _in_use = url
     import sqlalchemy
 
     engine = _ENGINES.get(url)
     if engine is None:
-        engine = _ENGINES[url] = sqlalchemy.create_engine(_driver_url(url), poolclass=sqlalchemy.pool.NullPool)
+        settings = engine_kwargs(url)
+        engine = _ENGINES[url] = sqlalchemy.create_engine(
+            _driver_url(url), poolclass=sqlalchemy.pool.NullPool, connect_args=settings["connect_args"]
+        )
     key = int.from_bytes(hashlib.sha256(f"tunekit:{study}".encode()).digest()[:8], "big", signed=True)
     try:
         connection = engine.connect()
     except Exception as exc:
-        raise DataError(f"cannot open storage {url.split('@')[-1][:120]}: {str(exc).splitlines()[0][:200]}") from None
+        raise DataError(
+            f"cannot open storage {_shown(url)}: {_first_line(exc)}",
+            "check the URL and that the server is up and reachable from here",
+        ) from None
     with connection:
         if kind == "postgresql":
             connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})

@@ -24,7 +24,9 @@ from tunekit.config.space import SearchSpace
 from tunekit.config.yaml_io import dump_yaml
 from tunekit.runs import StudyDir, append_jsonl, write_text
 from tunekit.study import faults
+from tunekit.study.liveness import raise_if_storage_lost
 from tunekit.study.options import TimedOut
+from tunekit.study.storage import storage_lost
 from tunekit.track.tracking import trial_key
 from tunekit.train.build import build_run, resolve_device
 from tunekit.train.trainer import Diverged, fit
@@ -119,6 +121,7 @@ class TrialJob:
                 raise _Pruned(record.epoch)
         if self.deadline is not None and time.monotonic() > self.deadline:
             raise TimedOut(record.epoch)  # --timeout bounds the running trial too, at its next epoch
+        raise_if_storage_lost()
         if self.faults_planned:
             faults.fire(trial.number, record.epoch, self.run.model)
 
@@ -143,6 +146,8 @@ class TrialJob:
                 return _fail(trial, exc.reason, str(exc), started)
             if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or not isinstance(exc, Exception):
                 raise exc
+            if storage_lost(exc):
+                raise exc  # the database went away mid-trial (a report): not the trial's failure
             reason = reasons.OOM if "out of memory" in str(exc).lower() else reasons.ERROR
             detail = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             if os.environ.get("TUNEKIT_DEBUG"):

@@ -30,7 +30,15 @@ from tunekit.study.grouping import ask_population, train_jobs
 from tunekit.study.liveness import Heartbeat, claim, counted, recover_dead_trials
 from tunekit.study.options import SearchOptions, TimedOut, main_thread
 from tunekit.study.stopping import Stop
-from tunekit.study.storage import database_lock, open_storage, storage_of, trial_id
+from tunekit.study.storage import (
+    database_lock,
+    open_storage,
+    silent_storage,
+    storage_lost,
+    storage_of,
+    storage_timeout,
+    trial_id,
+)
 from tunekit.study.trial import objectives_of, run_trial
 from tunekit.track.tracking import Tracking, trial_key
 from tunekit.train.build import warm_up
@@ -70,8 +78,14 @@ def work(
     one, train it, tell it. Whatever stops a trial's training is recorded on the trial, never lost.
     A first Ctrl-C or `tunekit stop` (`stop`) lets the running trial finish and takes no new one."""
     stop = stop or Stop(opts.started_at)
-    with stop.on_first_ctrl_c(lambda line: opts.log(label + line)):
-        _work(config, space, study_dir, opts, deadline, label, stop)
+    try:
+        with stop.on_first_ctrl_c(lambda line: opts.log(label + line)):
+            _work(config, space, study_dir, opts, deadline, label, stop)
+    except Exception as exc:
+        lost = storage_lost(exc)
+        if lost is None:
+            raise
+        raise lost from None
 
 
 def _work(
@@ -139,7 +153,14 @@ def _loop(
     told: set[str] = set()  # notes already given by this worker (each is said once)
     warm_up(config, opts.device or config.train.device)
     beat = config.study.heartbeat
-    with Heartbeat(storage_of(study), beat.interval) as beats:
+    watch = {}
+    if opts.storage:
+        watch = dict(
+            probe=lambda: storage_of(study).get_study_id_from_name(study_dir.name),
+            silent_after=3 * storage_timeout(),
+            on_silent=lambda quiet: _give_up_on_silent_storage(quiet, label),
+        )
+    with Heartbeat(storage_of(study), beat.interval, **watch) as beats:
         while True:
             taken = _take_next(study, config, space, study_dir, opts, deadline, target, label, stop)
             if taken is None:
@@ -177,6 +198,10 @@ def _loop(
                     retry_later(study, trial)
                 raise
             except Exception as exc:
+                if storage_lost(exc):
+                    # The database is gone: writing the trials' outcome would fail (or wait) too. They
+                    # stay RUNNING, and the next run recovers them (a dead pid here, a stale heartbeat elsewhere).
+                    raise
                 if is_disk_full(exc):
                     for trial in trials:
                         retry_later(study, trial, reasons.DISK_FULL)  # the trial did nothing wrong: it keeps its slot
@@ -199,6 +224,16 @@ def _loop(
                 for trial in trials:
                     close_failed(study, trial)
                 raise
+
+
+def _give_up_on_silent_storage(quiet: float, label: str) -> None:
+    """The study's database took `quiet` seconds over one heartbeat: end this process now, with the
+    lost-storage line and its exit code. Its trials stay RUNNING, as after any lost database; nothing
+    else is left half-written (trial files are appended line by line, best.yaml replaced whole)."""
+    error = silent_storage(quiet)
+    for line in error.lines():
+        print(f"{label}error: {line}", file=sys.stderr, flush=True)
+    os._exit(error.exit_code)
 
 
 WAIT = object()  # _take_next: nothing to take now, but the study is not done

@@ -193,9 +193,12 @@ def run_workers(config: Config, study_dir: StudyDir, opts, stop: Stop) -> None:
         raise Terminated() if 143 in codes else KeyboardInterrupt()
     bad = [(i, c) for i, c in enumerate(codes) if c != 0]
     if bad:
-        raise StateError(
+        error = StateError(
             f"worker {bad[0][0]} exited with code {bad[0][1]}; the study is saved", "rerun the same command to continue"
         )
+        if bad[0][1] in (2, 3, 4, 5, 6):  # a user error the worker printed (e.g. 4: the database was lost): its code
+            error.exit_code = bad[0][1]
+        raise error
 
 
 def _relay(queue, opts, wait_s: float) -> None:
