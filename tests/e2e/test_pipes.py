@@ -51,7 +51,7 @@ COMMANDS = {
     "list": ["list", "--runs", "{runs}"],
     "list-json": ["list", "--runs", "{runs}", "--json"],
     "schema": ["schema"],
-    "search": ["search", "{config}", "--runs", "{runs}", "-q"],
+    "search": ["search", "{config}", "--runs", "{runs}"],  # the table on stdout (-q prints nothing)
     "search-json": ["search", "{config}", "--runs", "{runs}", "-q", "--json"],
     "train": ["train", "{config}", "--runs", "{runs}"],
     "lr-find": ["lr-find", "{config}", "--runs", "{runs}", "--steps", "10"],

@@ -100,7 +100,12 @@ class Heartbeat:
             return
         for tid in trial_ids:
             try:
-                self.storage.set_trial_user_attr(tid, "heartbeat", time.time())
+                # Under the lock, and only while the trial is still this worker's: leaving `running`
+                # waits for a beat in flight, so no beat lands after the trial was told.
+                with self._lock:
+                    if tid not in self._running:
+                        continue
+                    self.storage.set_trial_user_attr(tid, "heartbeat", time.time())
             except Exception as exc:
                 if storage_lost(exc) is not None:
                     _lost[:] = [exc]  # the trial stops at its next epoch (raise_if_storage_lost)
