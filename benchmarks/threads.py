@@ -55,13 +55,14 @@ def one_search(threads: int | None, trials: int, epochs: int, src: str | None) -
         if threads:
             command += ["--set", f"train.threads={threads}"]
         started = time.perf_counter()
-        subprocess.run(command, check=True, capture_output=True, env=env)
+        subprocess.run(command, check=True, capture_output=True, env=env, cwd=tmp)  # cwd: `-m` imports from it
         wall = time.perf_counter() - started
         report = subprocess.run(
             [sys.executable, "-m", "tunekit", "report", "threads", "--runs", tmp, "--json"],
             check=True,
             capture_output=True,
             env=env,
+            cwd=tmp,
         )
     trained = sum(t["duration_s"] or 0 for t in json.loads(report.stdout)["trials"])
     return trained, wall
