@@ -1,4 +1,4 @@
-"""Benchmark 8: tunekit beside its peers on one task, as a user measures them — wall clock from
+"""Benchmark 9: tunekit beside its peers on one task, as a user measures them — wall clock from
 launching the command, start-up included.
 
 The task: the quickstart's digits split (tunekit's own loader, so every contender sees the same

@@ -1,4 +1,4 @@
-"""Benchmark 7: the default thread policy on a quiet and on a busy machine.
+"""Benchmark 8: the default thread policy on a quiet and on a busy machine.
 
 The same single-process search (the quickstart's model and space on digits, random sampler, no
 pruning, so every run trains the same trials) with the default threads and with each explicit

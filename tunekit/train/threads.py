@@ -1,6 +1,6 @@
 """How many CPU threads training uses when neither `train.threads` nor the worker count says.
 
-Measured on a 2-core machine (benchmarks/threads.py): a quickstart-sized MLP step (~10 MFLOP)
+Measured on a 2-core machine (benchmarks/threads.py, benchmark 8): a quickstart-sized MLP step (~10 MFLOP)
 gains nothing from a second thread on an idle machine and loses up to 10x under a background
 load, because every intra-op parallel region waits for its slowest thread and a busy core makes
 that thread late. Steps large enough to amortize that wait (a 512-wide MLP at batch 128, a small
