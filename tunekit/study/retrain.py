@@ -246,9 +246,13 @@ def variant_label(pick: int | None, epochs: int | None, overrides: list[str] | N
     if epochs is not None:
         parts.append(f"epochs-{epochs}")
     if overrides:
-        text = re.sub(r"[^A-Za-z0-9._]+", "-", "_".join(overrides)).strip("-.")
+        joined = "_".join(overrides)
+        text = re.sub(r"[^A-Za-z0-9._]+", "-", joined).strip("-.")
+        digest = hashlib.sha256("\0".join(overrides).encode()).hexdigest()[:8]
         if len(text) > 40:  # long overrides: a readable start and a digest that keeps them apart
-            text = text[:31].rstrip("-.") + "-" + hashlib.sha256("\0".join(overrides).encode()).hexdigest()[:8]
+            text = text[:31].rstrip("-.") + "-" + digest
+        elif text != joined.replace("=", "-"):  # `a/b` and `a-b` would share a folder: the digest parts them
+            text = f"{text}-{digest}"
         parts.append(f"set-{text}")
     return "-".join(parts)
 
