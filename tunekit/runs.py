@@ -33,10 +33,18 @@ STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 JOURNAL = "optuna.journal"
 
 
+def _long(name) -> bool:
+    return isinstance(name, str) and len(name) > 64
+
+
+def _cut(name):
+    return name[:61] + "..." if _long(name) else name
+
+
 def check_study_name(name: str) -> str:
     if not isinstance(name, str) or not STUDY_NAME.fullmatch(name) or ".." in name:
         raise UsageError(
-            f"invalid study name {name!r}",
+            f"invalid study name {_cut(name)!r}" + (f" ({len(name)} characters)" if _long(name) else ""),
             "use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit (no '/', no '..')",
         )
     return name

@@ -172,7 +172,7 @@ ROWS = [
         cfg(GOOD + "optimizer: {name: adam, lr: -0.1}\n"),
         ["validate", "c.yaml"],
         3,
-        "optimizer: Invalid learning rate: -0.1",
+        "optimizer.lr: Invalid learning rate: -0.1",
     ),
     (
         "beta-at-one",

@@ -317,3 +317,10 @@ def test_a_misspelt_study_name_gets_a_did_you_mean(cli, write_config, runs):
         far.stderr
         == f"error: no study 'zzz' under {runs}/ (hint: run `tunekit search` first, or check --runs / --study)\n"
     )
+
+
+def test_a_very_long_study_name_is_not_echoed_whole(cli, runs):
+    result = cli("report", "x" * 5000, "--runs", runs)
+    assert result.exit_code == 2
+    assert "invalid study name 'xxxxxxxx" in result.stderr and "...' (5000 characters)" in result.stderr
+    assert len(result.stderr) < 400

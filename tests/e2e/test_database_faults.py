@@ -52,6 +52,20 @@ def test_an_unreachable_database_is_one_line_naming_it_without_its_password(cli,
     assert not (runs / "x").exists() and not (runs / "tiny" / "storage.url").exists()
 
 
+def test_a_database_whose_driver_is_missing_is_one_line_not_an_internal_error(cli, write_config, runs):
+    pytest.importorskip("sqlalchemy")
+    try:
+        import MySQLdb  # noqa: F401
+
+        pytest.skip("MySQLdb is installed here")
+    except ImportError:
+        pass
+    result = cli("search", write_config(), "--runs", runs, "--storage", "mysql://u:pw123@127.0.0.1/db")
+    assert result.exit_code == 4, result.stderr
+    assert result.stderr.startswith("error: cannot open storage 127.0.0.1/db: No module named 'MySQLdb'")
+    assert "pip install mysqlclient" in result.stderr and "pw123" not in result.stderr
+
+
 def test_a_database_that_accepts_but_never_answers_fails_within_seconds(cli, write_config, runs, monkeypatch):
     # A server that takes the TCP connection and never says a word (a hung database, a
     # half-open proxy): libpq would wait for ever (psycopg's default is minutes); the

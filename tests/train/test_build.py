@@ -9,7 +9,7 @@ from tunekit.errors import ConfigError, DataError
 @pytest.mark.parametrize(
     "text, fragment",
     [
-        ("optimizer: {name: adam, lr: -0.1}", "optimizer: Invalid learning rate: -0.1"),
+        ("optimizer: {name: adam, lr: -0.1}", "optimizer.lr: Invalid learning rate: -0.1"),
         ("optimizer: {name: adam, betas: [0.9, 1.5]}", "optimizer.betas: Invalid beta parameter at index 1"),
         ("optimizer: {name: sgd, nesterov: true}", "optimizer.nesterov: Nesterov momentum requires a momentum"),
         ("schedule: {name: step, step_size: 0}", "schedule.step_size: step_size must be >= 1"),

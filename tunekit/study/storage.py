@@ -305,19 +305,20 @@ def database_lock(url: str, study: str):
     _in_use = url
     import sqlalchemy
 
-    engine = _ENGINES.get(url)
-    if engine is None:
-        settings = engine_kwargs(url)
-        engine = _ENGINES[url] = sqlalchemy.create_engine(
-            _driver_url(url), poolclass=sqlalchemy.pool.NullPool, connect_args=settings["connect_args"]
-        )
     key = int.from_bytes(hashlib.sha256(f"tunekit:{study}".encode()).digest()[:8], "big", signed=True)
-    try:
+    try:  # a missing driver (MySQLdb) raises at create_engine, an unreachable server at connect
+        engine = _ENGINES.get(url)
+        if engine is None:
+            settings = engine_kwargs(url)
+            engine = _ENGINES[url] = sqlalchemy.create_engine(
+                _driver_url(url), poolclass=sqlalchemy.pool.NullPool, connect_args=settings["connect_args"]
+            )
         connection = engine.connect()
     except Exception as exc:
         raise DataError(
             f"cannot open storage {_shown(url)}: {_first_line(exc)}",
-            "check the URL and that the server is up and reachable from here",
+            "check the URL, that the server is up and reachable from here, and that its driver is installed "
+            "(PostgreSQL: pip install 'tunekit[postgres]'; MySQL: pip install mysqlclient)",
         ) from None
     with connection:
         if kind == "postgresql":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,15 @@ def store_of(target: str | None) -> tuple[str | None, str | None]:
     return f"sqlite:///{path / 'mlflow.db'}", str(path / "artifacts")
 
 
+def _open_sqlite(path: str) -> None:
+    try:
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        sqlite3.connect(path).close()
+    except (OSError, sqlite3.Error) as exc:
+        raise OSError(f"cannot open the SQLite store {path[:200]}: {exc}") from None
+
+
 class MlflowTracker:
     name = "mlflow"
 
@@ -47,7 +57,12 @@ class MlflowTracker:
         for var, value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"), ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")):
             os.environ.setdefault(var, value)
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
+        # MLflow retries a SQL store it cannot open 9 times over ~100 s, logging each: pointless for a
+        # local SQLite file, so that is tried here first and its failure is the tracker's one line.
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.ERROR)
         uri, self.artifacts = store_of(target)
+        if uri.startswith("sqlite:///"):
+            _open_sqlite(uri[len("sqlite:///") :])
         self.client = MlflowClient(tracking_uri=uri)  # opens (and for SQLite creates) the store now
         self.experiment: str | None = None
         self.study: str | None = None

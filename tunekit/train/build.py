@@ -149,6 +149,8 @@ def _constructed(section: str, build: Callable, source: str | None, keys: Iterab
     except (ValueError, TypeError) as exc:
         message = str(exc).split("\n")[0]
         named = [k for k in keys if k != "name" and re.search(rf"\b{re.escape(k.rstrip('s'))}", message, re.I)]
+        if not named and "lr" in keys and "learning rate" in message.lower():  # torch's words for `lr`
+            named = ["lr"]
         raise ConfigError([Problem(f"{section}.{named[0]}" if named else section, message)], source) from None
 
 
