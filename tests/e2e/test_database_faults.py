@@ -162,11 +162,8 @@ def test_a_database_lost_mid_search_ends_it_within_seconds_and_the_rerun_recover
 
 
 @needs_postgres
-@pytest.mark.skipif(not LONG, reason="8 workers take 40-100 s on 2 cores: TUNEKIT_LONG_FAULTS=1 (make bench)")
 def test_eight_workers_on_one_database_reach_the_exact_total_with_few_connections(tmp_path, cluster):
-    # 8 worker processes (each its own torch import: 40 s on 2 idle cores, 100 s on busy ones, hence `make bench`;
-    # CI keeps the three-host test in tests/study/test_postgres.py, the same guarantee at 3
-    # processes) take 16 one-epoch trials of one study: exactly 16 complete, one baseline, no
+    # 8 worker processes (each its own torch import: ~40 s on 2 cores) take 16 one-epoch trials of one study: exactly 16 complete, one baseline, no
     # params twice, nothing RUNNING. Each process holds at most 3 connections (its trial loop,
     # its heartbeat thread, the ask lock's), so 8 workers stay far below max_connections (100).
     config = tmp_path / "c.yaml"
