@@ -619,15 +619,25 @@ def validate(
 ) -> None:
     """Check a config and list every problem at once; nothing is trained or written.
 
+    With --json, stdout is one document either way: the description below, or (exit 3)
+    {"valid": false, "problems": [{"path", "line", "message", "hint"}, ...]}.
+
     Example: tunekit validate configs/quickstart.yaml
     """
     from tunekit.config.sections import allow_plugins
+    from tunekit.errors import ConfigError
 
     allow_plugins(allow_plugin)
-    source = _read_config_first(config)
-    from tunekit.study.preflight import load_checked, preflight
+    try:
+        source = _read_config_first(config)
+        from tunekit.study.preflight import load_checked, preflight
 
-    info = preflight(load_checked(source, set_))
+        info = preflight(load_checked(source, set_))
+    except ConfigError as exc:
+        if json_:  # a script reading `validate --json | jq .valid` gets its answer, and the problems
+            problems = [{"path": p.path, "line": p.line, "message": p.message, "hint": p.hint} for p in exc.problems]
+            _print_json({"valid": False, "source": exc.source, "problems": problems})
+        raise
     if json_:
         _print_json(info)
     else:

@@ -283,3 +283,43 @@ def test_what_torch_refuses_is_reported_with_the_yaml_problems_and_a_duplicate_k
         ["10", " search.optimizer.lr"],
     ], errors
     assert "duplicate key (first defined on line 7)" in errors[2]
+
+
+def test_without_a_search_block_torch_refusals_still_come_with_the_other_problems(tmp_path):
+    # Before: no search block meant no stand-in config, so dropout 1.5 and lr -0.1 waited for train.epochs.
+    config(
+        tmp_path,
+        "data: {name: digits}\nmodel: {name: mlp, dropout: 1.5}\noptimizer: {name: adamw, lr: -0.1}\n"
+        "train: {epochs: true}\nstudy:\n  metric: val_acc\n",
+    )
+    result = tunekit(tmp_path, "validate", "c.yaml", "--json")
+    assert result.returncode == 3, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert [e.split(":")[2:4] for e in errors] == [
+        ["2", " model.dropout"],
+        ["3", " optimizer.lr"],
+        ["4", " train.epochs"],
+        ["6", " study.metric"],
+    ], errors
+    document = json.loads(result.stdout)  # --json: one document even when the config is invalid
+    assert document["valid"] is False and [p["path"] for p in document["problems"]] == [
+        "model.dropout",
+        "optimizer.lr",
+        "train.epochs",
+        "study.metric",
+    ]
+
+
+def test_a_bad_search_entry_does_not_hide_another_entrys_refused_corner(tmp_path):
+    config(tmp_path, "data: {name: iris}\nsearch:\n  seed: {choices: [0, 1]}\n  model.dropout: {low: 0.0, high: 1.5}\n")
+    result = tunekit(tmp_path, "validate", "c.yaml")
+    assert result.returncode == 3, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert [e.split(":")[2:4] for e in errors] == [["3", " search.seed"], ["4", " search.model.dropout"]], errors
+    assert "value 1.5 is refused" in errors[1]
+
+
+def test_a_metric_that_does_not_fit_the_task_points_at_its_line(tmp_path):
+    config(tmp_path, "data: {name: digits}\nmodel: {name: mlp}\nstudy:\n  metric: val_acc\ntrain: {batch_sise: 3}\n")
+    errors = [line for line in tunekit(tmp_path, "validate", "c.yaml").stderr.splitlines() if line.startswith("error")]
+    assert [e.split(":")[2:4] for e in errors] == [["4", " study.metric"], ["5", " train.batch_sise"]], errors

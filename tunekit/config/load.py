@@ -61,7 +61,7 @@ def resolve_tracking_paths(raw: dict[str, Any], base_dir: str) -> None:
                 tracking[name] = resolve_target(name, value.strip(), base_dir)
 
 
-def _without(raw: dict[str, Any], paths: list[str]) -> dict[str, Any]:
+def without_keys(raw: dict[str, Any], paths: list[str]) -> dict[str, Any]:
     """A copy of `raw` with the keys at `paths` removed: what is left falls back to its defaults."""
     out = copy.deepcopy(raw)
     for path in paths:
@@ -79,7 +79,7 @@ def _stand_in(raw: dict[str, Any], problems: list[Problem]) -> Config | None:
     faulty keys left out (their defaults in their place), else each faulty section replaced whole by
     its defaults (the data by a bundled set: corners are checked without loading data). None when
     even that does not stand (a search key switching a broken section, say)."""
-    first = _without(raw, [p.path for p in problems])
+    first = without_keys(raw, [p.path for p in problems])
     sections = {p.path.split(".")[0] for p in problems}
     second = {k: v for k, v in first.items() if k not in sections or k == "search"}
     if "data" in sections or "data" not in second:
@@ -102,9 +102,9 @@ def _every_problem(raw: dict[str, Any]) -> tuple[Config | None, Config | None, l
     config, problems = check_sections(raw)
     checked = config
     search = raw.get("search")
-    if config is None and isinstance(search, dict):
+    if config is None:  # with or without a search block: the later stages check the stand-in too
         checked = _stand_in(raw, problems)
-        if checked is None:
+        if checked is None and isinstance(search, dict):
             problems += SearchSpace.parse_entries(search)[1]
     if checked is not None:
         faulty = frozenset(p.path.split(".")[0] for p in problems)

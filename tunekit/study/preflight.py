@@ -10,9 +10,9 @@ import optuna
 import torch
 
 from tunekit.components.samplers import build_sampler_and_pruner
-from tunekit.config.load import ConfigFile, in_file_order, load_config
+from tunekit.config.load import ConfigFile, in_file_order, load_config, without_keys
 from tunekit.config.paths import apply_params
-from tunekit.config.sections import Config
+from tunekit.config.sections import Config, check_sections
 from tunekit.config.space import SearchSpace
 from tunekit.errors import ConfigError, Problem, TunekitError
 from tunekit.train.batches import rows_per_batch
@@ -44,13 +44,39 @@ def _later_problems(config: Config) -> list[Problem]:
     try:
         config, run = build_checked(config)
     except ConfigError as exc:
+        # A metric or loss that does not fit the data stops the build before the components are
+        # built: build once more with those keys at their defaults, for what torch says of the rest.
+        retry, left = check_sections(without_keys(config.raw, [p.path for p in exc.problems]))
+        if retry is None or left:
+            return exc.problems
+        retry.source, retry.lines = config.source, config.lines
+        try:
+            build_checked(retry)
+        except ConfigError as again:
+            return exc.problems + [p for p in again.problems if (p.path, p.message) not in _said(exc.problems)]
+        except TunekitError:
+            pass
         return exc.problems
     except TunekitError:
         return []  # missing data file and the like: reported on its own once the config is clean
     space, problems = SearchSpace.parse(config)
-    if problems:
+    if not problems:
+        return corner_problems(config, space, run.split) or population_problems(config, space, run)
+    # The entries that are sound, and whose conditions name sound ones, still get their corners tried.
+    bad = {p.path for p in problems}
+    sound = [
+        param
+        for param in space
+        if f"search.{param.key}" not in bad and not any(f"search.{k}" in bad for k in (param.when or {}))
+    ]
+    try:
+        return corner_problems(config, SearchSpace(sound), run.split)
+    except TunekitError:
         return []
-    return corner_problems(config, space, run.split) or population_problems(config, space, run)
+
+
+def _said(problems: list[Problem]) -> set[tuple[str, str]]:
+    return {(p.path, p.message) for p in problems}
 
 
 def _restates(problem: Problem, reported: list[str]) -> bool:

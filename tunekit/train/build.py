@@ -283,7 +283,12 @@ def check_buildable(config: Config) -> Config:
 def build_checked(config: Config) -> tuple[Config, Run]:
     """`check_buildable`, also returning the Run it built (on CPU, with the config's own seed)."""
     split = load_data(config)
-    config = resolve(config, split)
+    try:
+        config = resolve(config, split)
+    except ConfigError as exc:  # the metric or loss does not fit the data's task: at its line
+        for p in exc.problems:
+            p.line = p.line if p.line is not None else config.lines.get(p.path)
+        raise
     try:
         run = build_run(config, torch.device("cpu"), config.seed, split=split)
     except ConfigError as exc:
