@@ -16,26 +16,14 @@ import time
 
 import pytest
 
+from tests.conftest import TINY
 from tunekit.report import live
 
 pyte = pytest.importorskip("pyte")
 
 TUNEKIT = [sys.executable, "-m", "tunekit"]
 
-CONFIG = """\
-name: tiny
-seed: 0
-data: {name: iris}
-model: {name: mlp, hidden: [16]}
-optimizer: {name: adam, lr: 0.01}
-train: {epochs: EPOCHS, batch_size: 32}
-study:
-  trials: 3
-  sampler: {name: random, seed: 0}
-  pruner: {name: none}
-search:
-  optimizer.lr: {low: 1e-3, high: 1e-1, log: true}
-"""
+CONFIG = TINY.replace("epochs: 3,", "epochs: EPOCHS,")  # the epoch count each test needs
 
 
 def on_terminal(tmp_path, columns: int, *args, epochs: int = 2, env=None, stdout_piped=False, ctrl_c_when=None):

@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from tests.conftest import TINY
+
 mlflow = pytest.importorskip("mlflow", reason="pip install 'tunekit[mlflow]' to test MLflow tracking")
 pytest.importorskip("tensorboard", reason="pip install 'tunekit[tensorboard]' to test TensorBoard tracking")
 
@@ -17,20 +19,7 @@ from mlflow import MlflowClient
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-CONFIG = """\
-name: tracked
-seed: 0
-data: {name: iris}
-model: {name: mlp, hidden: [16]}
-optimizer: {name: adam, lr: 0.01}
-train: {epochs: 2, batch_size: 32}
-study:
-  trials: 3
-  sampler: {name: random, seed: 0}
-  pruner: {name: none}
-search:
-  optimizer.lr: {low: 1e-3, high: 1e-1, log: true}
-"""
+CONFIG = TINY.replace("name: tiny", "name: tracked").replace("epochs: 3,", "epochs: 2,")
 
 
 @pytest.fixture(scope="module")
