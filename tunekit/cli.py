@@ -345,14 +345,11 @@ def search(
     allow_plugins(allow_plugin)
     track_specs = parse_track(track)
     source = _read_config_first(config)
-    from tunekit.study.preflight import load_checked
-    from tunekit.study.search import run_search
-
-    cfg = load_checked(source, set_)
     device_list = _parse_devices(devices)
     if dry_run:
-        from tunekit.study.preflight import preflight
+        from tunekit.study.preflight import load_checked, preflight
 
+        cfg = load_checked(source, set_)
         info = preflight(cfg, step=True, device=device_list[0] if device_list else None)
         if json_:
             _print_json(info)
@@ -378,7 +375,24 @@ def search(
         track=track_specs,
         log=(lambda line: None) if quiet else _err,
     )
-    name = study_name_for(cfg, opts)
+    if workers > 1:  # worker 0 validates the config while the others start: this process never loads torch
+        from tunekit.config.load import declared_name
+        from tunekit.study.workers import search_in_workers
+
+        name = study_name_for(declared_name(source, set_), opts)
+
+        def run() -> dict:
+            return search_in_workers(source, set_ or [], opts)
+    else:
+        from tunekit.study.preflight import load_checked
+        from tunekit.study.search import run_search
+
+        cfg = load_checked(source, set_)
+        name = study_name_for(cfg.name, opts)
+
+        def run() -> dict:
+            return run_search(cfg, opts)
+
     # The command that continues this study: the same overrides (a changed config is refused) and workers.
     resume = ["tunekit", "search", config, "--study", name, "--runs", str(runs)]
     if trials:
@@ -395,9 +409,9 @@ def search(
     if live.wanted(quiet, json_):
         with live.LiveView(_console(stderr=True), workers, opts.timeout_s, started_at=opts.started_at) as view:
             opts.log, opts.events = view.note, view.handle
-            summary = run_search(cfg, opts)
+            summary = run()
     else:
-        summary = run_search(cfg, opts)
+        summary = run()
     if json_:
         _print_json(summary)
     elif not quiet:  # -q: nothing but errors (and --json's document)

@@ -18,7 +18,6 @@ def test_the_parent_hands_events_to_the_view_and_lines_above_it_in_order():
     _relay(q, opts, 0.1)
     assert seen == [("event", "start"), ("line", "[w1] stopping"), ("event", "end")]
     _relay(q, opts, 0)  # nothing left: returns at once
-    _relay(None, opts, 0.1)  # no live view: no queue
     assert len(seen) == 3
 
 

@@ -198,6 +198,14 @@ def read_config(path: str) -> ConfigFile:
     return ConfigFile(read_yaml_file(path), base_dir)
 
 
+def declared_name(file: ConfigFile, overrides: list[str] | None) -> str | None:
+    """The study name the file (or `--set name=...`) gives, read before validation; None if none or not a name."""
+    name = parse_overrides(overrides or []).get(
+        "name", file.doc.data.get("name") if isinstance(file.doc.data, dict) else None
+    )
+    return name if isinstance(name, str) and name else None
+
+
 def load_config(path: str | ConfigFile, overrides: list[str] | None = None) -> Config:
     """A config file (a path, `-` for stdin, or one already read) plus `--set` overrides."""
     file = path if isinstance(path, ConfigFile) else read_config(path)

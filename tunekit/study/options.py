@@ -10,12 +10,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunekit.config.sections import Config
 from tunekit.track.specs import TrackSpec
 
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, turned into an exception so the running trial is closed properly (Python's default dies silently)."""
+
+
+def raise_terminated(signum, frame):
+    """The SIGTERM handler of every process a search runs in."""
+    raise Terminated()
 
 
 class TimedOut(Exception):
@@ -58,8 +62,9 @@ def max_workers(cores: int | None = None) -> int:
     return min(256, 4 * (cores or os.cpu_count() or 1))
 
 
-def study_name_for(config: Config, opts: SearchOptions) -> str:
-    return opts.study or config.name or opts.config_name or "study"
+def study_name_for(name: str | None, opts: SearchOptions) -> str:
+    """The study's name: --study, else the config's `name`, else the config file's stem."""
+    return opts.study or name or opts.config_name or "study"
 
 
 def main_thread() -> bool:

@@ -16,23 +16,20 @@ import signal
 import time
 from typing import Any
 
-from tunekit import reasons
 from tunekit.components.samplers import build_sampler_and_pruner
 from tunekit.config.sections import Config
 from tunekit.config.space import SearchSpace
 from tunekit.config.yaml_io import dump_yaml
-from tunekit.errors import AllTrialsFailed, ConfigError, Problem, UsageError
-from tunekit.report.summary import summarize
+from tunekit.errors import ConfigError, Problem, UsageError
 from tunekit.runs import StudyDir, write_text
-from tunekit.study.best import write_best
 from tunekit.study.liveness import counted
-from tunekit.study.options import SearchOptions, Terminated, main_thread, study_name_for
+from tunekit.study.options import SearchOptions, main_thread, raise_terminated, study_name_for
 from tunekit.study.resume import archive, open_or_resume
+from tunekit.study.session import end_search, open_tracking
 from tunekit.study.stopping import Stop
 from tunekit.study.storage import database_lock, describe_storage, load_study, remember_url, remembered_url
 from tunekit.study.trial import objectives_of
-from tunekit.study.worker import best_text, open_tracking, quiet_optuna, work
-from tunekit.study.workers import run_workers
+from tunekit.study.worker import best_text, quiet_optuna, work
 from tunekit.track.specs import from_section, merged
 from tunekit.track.tracking import check_installed
 from tunekit.train.build import build_checked, corner_problems, set_threads
@@ -40,8 +37,9 @@ from tunekit.train.vectorized import population_problems
 
 
 def prepare_study(config: Config, opts: SearchOptions) -> tuple[Config, SearchSpace, StudyDir]:
-    """Check everything, then create or load the study. Nothing is written before the checks pass."""
-    study_dir = StudyDir(opts.runs, study_name_for(config, opts))
+    """Check everything, then create or load the study. Nothing is written before the checks pass.
+    With --workers, worker 0 calls this while the other workers import torch."""
+    study_dir = StudyDir(opts.runs, study_name_for(config.name, opts))
     config, base_run = build_checked(config)
     if opts.workers <= 1:  # this process trains: size its threads by the base model (workers get cores // N)
         opts.threads = set_threads(opts.threads or config.train.threads, base_run)
@@ -92,22 +90,19 @@ def prepare_study(config: Config, opts: SearchOptions) -> tuple[Config, SearchSp
 
 
 def run_search(config: Config, opts: SearchOptions) -> dict[str, Any]:
-    """Run the study to its trial target (or timeout) with `opts.workers` processes. Returns the SPEC §6 summary."""
+    """Run the study in this process to its trial target (or timeout). Returns the SPEC §6 summary.
+    (`--workers N` runs it in N processes instead: tunekit.study.workers.search_in_workers.)"""
     opts.started_at = opts.started_at or time.time()
     specs = merged(from_section(config.tracking), opts.track)
     check_installed(specs)  # a missing extra is refused before anything is written
     config, space, study_dir = prepare_study(config, opts)
     deadline = time.monotonic() + opts.timeout_s if opts.timeout_s else None
-    previous_term = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread() else None
+    previous_term = signal.signal(signal.SIGTERM, raise_terminated) if main_thread() else None
     stop = Stop(opts.started_at)
-    tracking = opts.tracking = open_tracking(specs, study_dir, config, "", owner=True) if specs else None
-    # Workers track to the trackers that started here (one that failed was reported once, here).
-    opts.track = [s for s in specs if tracking and s.name in tracking.specs_alive]
+    objectives = objectives_of(config)
+    tracking = opts.tracking = open_tracking(specs, study_dir, objectives, "", owner=True) if specs else None
     try:
-        if opts.workers <= 1:
-            work(config, space, study_dir, opts, deadline, stop=stop)
-        else:
-            run_workers(config, study_dir, opts, stop)
+        work(config, space, study_dir, opts, deadline, stop=stop)
     except BaseException:
         if tracking:
             tracking.close(interrupted=True)
@@ -118,29 +113,5 @@ def run_search(config: Config, opts: SearchOptions) -> dict[str, Any]:
     if stop.local:
         if tracking:
             tracking.close(interrupted=True)
-        raise KeyboardInterrupt()  # a first Ctrl-C: the running trials finished; exit 130 with the resume command
-
-    study = load_study(study_dir, opts.storage)
-    write_best(study, study_dir)
-    summary = summarize(study, describe_storage(study_dir, opts.storage))
-    if tracking:
-        best = summary.get("best") or {}
-        value = best.get("value")
-        values = dict(zip([m for m, _ in objectives_of(config)], value if isinstance(value, list) else [value]))
-        tracking.study_ended(
-            best.get("number"), {k: v for k, v in values.items() if v is not None}, summary["n_trials"]
-        )
-        tracking.close()
-    states = summary["states"]
-    real_failures = {r: n for r, n in summary["reasons"].items() if r not in reasons.NOT_THE_CONFIG}
-    if states["COMPLETE"] == 0 and states["PRUNED"] == 0 and real_failures:
-        top = ", ".join(f"{r} x{n}" for r, n in real_failures.items())
-        raise AllTrialsFailed(
-            f"every trial failed ({top})",
-            "see runs/<study>/trials/*/ and `tunekit report`; lower the learning rate or fix the config",
-        )
-    return summary
-
-
-def _raise_terminated(signum, frame):
-    raise Terminated()
+        raise KeyboardInterrupt()  # a first Ctrl-C: the running trial finished; exit 130 with the resume command
+    return end_search(study_dir, opts.storage, objectives, tracking)

@@ -29,6 +29,7 @@ from tunekit.study.closing import close_failed, closed_elsewhere, is_disk_full, 
 from tunekit.study.grouping import ask_population, train_jobs
 from tunekit.study.liveness import Heartbeat, claim, counted, recover_dead_trials
 from tunekit.study.options import SearchOptions, TimedOut, main_thread
+from tunekit.study.session import open_tracking
 from tunekit.study.stopping import Stop
 from tunekit.study.storage import (
     database_lock,
@@ -40,7 +41,7 @@ from tunekit.study.storage import (
     trial_id,
 )
 from tunekit.study.trial import objectives_of, run_trial
-from tunekit.track.tracking import Tracking, trial_key
+from tunekit.track.tracking import trial_key
 from tunekit.train.build import warm_up
 
 
@@ -100,7 +101,7 @@ def _work(
     quiet_optuna()
     own_tracking = opts.tracking is None and bool(opts.track)
     if own_tracking:  # a --workers worker: its own trackers, on the parent run `search` made
-        opts.tracking = open_tracking(opts.track, study_dir, config, label, owner=False)
+        opts.tracking = open_tracking(opts.track, study_dir, objectives_of(config), label, owner=False)
     try:
         _loop(config, space, study_dir, opts, deadline, label, stop)
     except BaseException:
@@ -110,18 +111,6 @@ def _work(
     else:
         if own_tracking:
             opts.tracking.close()
-
-
-def open_tracking(specs, study_dir: StudyDir, config: Config, label: str, owner: bool) -> Tracking:
-    """This process's trackers, started on the study. A tracker that fails is reported on stderr (even
-    with -q: it is a warning) and left out."""
-
-    def warn(line: str) -> None:
-        print(label + line, file=sys.stderr, flush=True)
-
-    tracking = Tracking.open(specs, {"tensorboard": study_dir.sub("tensorboard")}, warn)
-    tracking.study_started(study_dir.name, objectives_of(config), nested=True, owner=owner)
-    return tracking
 
 
 def track_outcome(tracking, trial, state: str, outcome: Any, config: Config, space: SearchSpace) -> None:

@@ -1,5 +1,11 @@
 """`--workers N`: N processes on this machine share one study through its storage.
 
+The parent (`tunekit search`) never imports torch: it reads the YAML, spawns the workers at once
+and supervises them. Worker 0 validates the config and creates or resumes the study (what one
+process would do before its first trial) while the others import torch; then the parent starts
+the trackers and lets every worker go. So the first trial starts about when one process's would,
+and the parent holds no torch, model or data while it waits (about 60 MB instead of 250).
+
 Each worker is a fresh spawned process (not a fork: torch's threads and CUDA do not survive
 forking) with its own device and its own share of the CPU cores, because oversubscribed
 threads cost more than they give: on 2 cores, 2 workers x 2 threads train 3.5x slower than
@@ -16,13 +22,14 @@ import signal
 import sys
 import time
 from collections import deque
+from typing import Any
 
-from tunekit.config.sections import ALLOWED_PLUGINS, Config
-from tunekit.errors import StateError
+from tunekit.config.load import ConfigFile, parse_overrides
+from tunekit.config.sections import ALLOWED_PLUGINS
+from tunekit.errors import StateError, TunekitError
 from tunekit.runs import StudyDir
-from tunekit.study.options import Terminated
+from tunekit.study.options import SearchOptions, Terminated, main_thread, raise_terminated
 from tunekit.study.stopping import Stop, request_stop
-from tunekit.study.storage import load_study
 
 
 def threads_per_worker(workers: int, cores: int | None = None) -> int:
@@ -43,51 +50,56 @@ def die_with_parent(parent_pid: int) -> None:
 
 
 def _worker_main(
-    raw: dict,
-    source: str | None,
+    file: ConfigFile,
+    overrides: list[str],
     fields: dict,
     index: int,
-    remaining_s: float | None,
     plugins: list[str],
-    quiet: bool,
     parent_pid: int,
-    events=None,
+    queue,
+    inbox,
+    live: bool,
 ) -> None:
-    os.environ["OMP_NUM_THREADS"] = str(fields["threads"])
-    from tunekit.study.options import SearchOptions, Terminated
-    from tunekit.study.stopping import Stop
-    from tunekit.study.worker import work
-    from tunekit.train.build import set_threads
-
-    def terminated(signum, frame):
-        raise Terminated()
-
-    signal.signal(signal.SIGTERM, terminated)
+    """A worker process: (worker 0) validate and prepare the study, then wait for the parent's go
+    (the study's concrete config, storage and trackers) and work on the study until it is done."""
+    os.environ["OMP_NUM_THREADS"] = str(fields["threads"] or threads_per_worker(fields["workers"]))
+    signal.signal(signal.SIGTERM, raise_terminated)
     die_with_parent(parent_pid)
-    from tunekit.config.sections import allow_plugins, check_sections
-    from tunekit.config.space import SearchSpace
-    from tunekit.errors import TunekitError
-
-    allow_plugins(plugins)
     label = f"[w{index}] "
-    send = _Sender(events) if events is not None else None  # the parent draws a live view: all goes to it
+    send = _Sender(queue)
 
     def say(line: str) -> None:
-        if send is not None:
+        if live:  # the parent draws a live view: all goes to it
             send.put({"kind": "note", "line": line})
         else:
             print(line, file=sys.stderr, flush=True)
 
+    log = (lambda line: None) if fields["quiet"] else say
+    events = send.put if live else None
     try:
-        config, _ = check_sections(raw)
-        config.source = source
+        # This process's own imports (torch among them): the parent must not load them to name this function.
+        from tunekit.config.sections import allow_plugins, check_sections
+        from tunekit.config.space import SearchSpace
+        from tunekit.study.worker import work
+        from tunekit.train.build import set_threads
+
+        allow_plugins(plugins)
+        if index == 0:
+            _prepare(file, overrides, fields, log, events, send)
+        else:
+            _warm_up_meanwhile(file, overrides, fields)
+        go = inbox.recv()
+        if go is None:  # worker 0 could not prepare the study, or the search was stopped before it began
+            return
+        config, _ = check_sections(go["raw"])
+        config.source = go["source"]
         space, _ = SearchSpace.parse(config)
-        log = (lambda line: None) if quiet else say
-        opts = SearchOptions(**fields, log=log, events=None if send is None else send.put)
+        fields.update(go["fields"], workers=1, fresh=False, repair=False, warm_start=None, worker_index=index)
+        opts = SearchOptions(**fields, log=log, events=events)
         set_threads(opts.threads)
-        deadline = time.monotonic() + remaining_s if remaining_s is not None else None
+        deadline = time.monotonic() + go["remaining_s"] if go["remaining_s"] is not None else None
         stop = Stop(opts.started_at)
-        work(config, space, StudyDir(opts.runs, fields["study"]), opts, deadline, label, stop)
+        work(config, space, StudyDir(opts.runs, go["study"]), opts, deadline, label, stop)
         if stop.local:
             sys.exit(130)  # a terminal's first Ctrl-C reached this worker too: its trial finished
     except KeyboardInterrupt as exc:
@@ -97,8 +109,71 @@ def _worker_main(
             say(f"{label}error: {line}")
         sys.exit(exc.exit_code)
     finally:
-        if send is not None:
-            send.flush()
+        send.flush()
+
+
+def _prepare(file: ConfigFile, overrides: list[str], fields: dict, log, events, send) -> None:
+    """Worker 0: what one process does before its first trial (validate, create or resume the study).
+    The parent hears `ready` with what the others need, or `failed` with the error to exit with."""
+    from tunekit.study.preflight import load_checked
+    from tunekit.study.search import prepare_study
+    from tunekit.study.storage import storage_lost
+    from tunekit.study.trial import objectives_of
+    from tunekit.track.specs import from_section, merged
+    from tunekit.track.tracking import check_installed
+
+    try:
+        config = load_checked(file, overrides)
+        specs = merged(from_section(config.tracking), fields["track"])
+        check_installed(specs)
+        opts = SearchOptions(**fields, log=log, events=events)
+        config, _, study_dir = prepare_study(config, opts)
+    except TunekitError as exc:
+        send.put({"kind": "failed", "lines": exc.lines(), "code": exc.exit_code})
+        raise _Said() from None
+    except Exception as exc:
+        lost = storage_lost(exc)
+        if lost is not None:
+            send.put({"kind": "failed", "lines": lost.lines(), "code": lost.exit_code})
+        elif isinstance(exc, OSError):  # a full disk among them: the parent says it as one process would
+            send.put({"kind": "oserror", "args": (exc.errno, exc.strerror, exc.filename)})
+        else:
+            send.put({"kind": "crashed", "what": f"{type(exc).__name__}: {exc}"})
+        raise _Said() from None
+    send.put(
+        {
+            "kind": "ready",
+            "study": study_dir.name,
+            "storage": opts.storage,
+            "raw": config.raw,
+            "source": config.source,
+            "objectives": objectives_of(config),
+            "specs": specs,
+            "threads": opts.threads or config.train.threads or threads_per_worker(fields["workers"]),
+        }
+    )
+
+
+def _warm_up_meanwhile(file: ConfigFile, overrides: list[str], fields: dict) -> None:
+    """The other workers, while worker 0 prepares: pay this process's one-time costs (torch's lazy
+    imports, the data) on the config as written, so that each starts training the moment the study
+    is ready. A config that does not validate is worker 0's to report: this one just waits."""
+    from tunekit.config.load import load_config
+    from tunekit.train.build import warm_up
+
+    try:
+        config = load_config(file, overrides)
+    except TunekitError:
+        return
+    warm_up(config, fields["device"] or config.train.device)
+
+
+class _Said(SystemExit):
+    """Worker 0's preparation failed and the parent was told why: it prints the error, so this
+    process exits without a word of its own."""
+
+    def __init__(self):
+        super().__init__(0)
 
 
 class _Sender:
@@ -123,61 +198,38 @@ class _Sender:
             self.busy = False
 
 
-def run_workers(config: Config, study_dir: StudyDir, opts, stop: Stop) -> None:
-    """Start opts.workers processes on the study and wait for all of them. A first Ctrl-C asks every
-    worker to stop through the study (a `kill -INT` of this process reaches no worker by itself)."""
-    threads = opts.threads or config.train.threads or threads_per_worker(opts.workers)
-    remaining = opts.timeout_s
-    ctx = multiprocessing.get_context("spawn")
-    procs = []
-    queue = ctx.Queue() if opts.events is not None else None
-    for i in range(opts.workers):
-        fields = {
-            f.name: getattr(opts, f.name)
-            for f in dataclasses.fields(opts)
-            if f.name not in ("log", "tracking", "events")
-        }
-        fields.update(
-            study=study_dir.name,
-            workers=1,
-            threads=threads,
-            fresh=False,
-            repair=False,
-            worker_index=i,
-            device=(opts.devices[i % len(opts.devices)] if opts.devices else opts.device),
-        )
-        p = ctx.Process(
-            target=_worker_main,
-            args=(
-                config.raw,
-                config.source,
-                fields,
-                i,
-                remaining,
-                sorted(ALLOWED_PLUGINS),
-                opts.quiet,
-                os.getpid(),
-                queue,
-            ),
-            name=f"tunekit-worker-{i}",
-        )
-        p.start()
-        procs.append(p)
-    opts.log(
-        f"started {opts.workers} workers x {threads} thread(s)"
-        + (f" on {', '.join(opts.devices)}" if opts.devices else "")
-    )
+def search_in_workers(file: ConfigFile, overrides: list[str], opts: SearchOptions) -> dict[str, Any]:
+    """`search --workers N`: start N processes on the study and wait for all of them; returns the SPEC
+    §6 summary. A first Ctrl-C asks every worker to stop through the study (a `kill -INT` of this
+    process reaches no worker by itself)."""
+    opts.started_at = opts.started_at or time.time()
+    parse_overrides(overrides)  # a malformed --set is said here, before any process starts
+    previous_term = signal.signal(signal.SIGTERM, raise_terminated) if main_thread() else None
+    stop = Stop(opts.started_at)
+    procs, queue, inboxes = _spawn(file, overrides, opts)
+    # Imported once the workers are on their way: optuna's import (~0.2 s) would only delay them.
+    from tunekit.study.session import end_search, open_tracking
+    from tunekit.study.storage import load_study
+
+    tracking = None
     try:
         with stop.on_first_ctrl_c(opts.log):
-            asked = False
-            while any(p.is_alive() for p in procs):
-                if stop.local and not asked:
-                    asked = True
-                    request_stop(load_study(study_dir, opts.storage))
-                _relay(queue, opts, 0.2)
-                for p in procs:
-                    p.join(timeout=0 if queue is not None else 0.2)
+            ready = _await_preparation(procs, queue, inboxes, opts)
+            study_dir = StudyDir(opts.runs, ready["study"])
+            opts.study, opts.storage = ready["study"], ready["storage"]
+            specs = ready["specs"]
+            if specs:
+                tracking = opts.tracking = open_tracking(specs, study_dir, ready["objectives"], "", owner=True)
+            alive = [s for s in specs if tracking and s.name in tracking.specs_alive]  # one that failed was said here
+            _send_all(inboxes, _go(ready, alive, opts))
+            opts.log(
+                f"started {opts.workers} workers x {ready['threads']} thread(s)"
+                + (f" on {', '.join(opts.devices)}" if opts.devices else "")
+            )
+            _supervise(procs, queue, opts, stop, lambda: load_study(study_dir, opts.storage))
     except KeyboardInterrupt as exc:
+        if tracking:
+            tracking.close(interrupted=True)
         # Pass the signal on (a terminal's Ctrl-C already reached them; a `kill` did not) and let
         # each worker close its trial before we report.
         for p in procs:
@@ -185,10 +237,144 @@ def run_workers(config: Config, study_dir: StudyDir, opts, stop: Stop) -> None:
                 os.kill(p.pid, signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
         for p in procs:
             p.join(timeout=60)
+        _end_workers(procs, grace_s=5)
         _relay(queue, opts, 0)
         raise
+    except BaseException:
+        if tracking:
+            tracking.close(interrupted=True)
+        _end_workers(procs)  # none may outlive the search (one waiting for its go would hold the exit forever)
+        raise
+    finally:
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
+    _raise_for_exit_codes([p.exitcode for p in procs])
+    if stop.local:
+        if tracking:
+            tracking.close(interrupted=True)
+        raise KeyboardInterrupt()  # a first Ctrl-C: the running trials finished; exit 130 with the resume command
+    return end_search(study_dir, opts.storage, ready["objectives"], tracking)
+
+
+def _go(ready: dict, track: list, opts: SearchOptions) -> dict:
+    """What every worker starts from: worker 0's concrete config, the study and its storage, the
+    trackers that started here, the time left of --timeout."""
+    remaining = None if opts.timeout_s is None else max(0.0, opts.timeout_s - (time.time() - opts.started_at))
+    return {
+        "study": ready["study"],
+        "raw": ready["raw"],
+        "source": ready["source"],
+        "remaining_s": remaining,
+        "fields": {"storage": opts.storage, "study": ready["study"], "track": track, "threads": ready["threads"]},
+    }
+
+
+def _spawn(file: ConfigFile, overrides: list[str], opts: SearchOptions):
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()  # workers -> parent: worker 0's ready/failed, and the live view's events
+    procs, inboxes = [], []
+    fields = {
+        f.name: getattr(opts, f.name) for f in dataclasses.fields(opts) if f.name not in ("log", "tracking", "events")
+    }
+    for i in range(opts.workers):
+        worker_fields = dict(fields, device=(opts.devices[i % len(opts.devices)] if opts.devices else opts.device))
+        receiver, sender = ctx.Pipe(duplex=False)
+        p = ctx.Process(
+            target=_worker_main,
+            args=(
+                file,
+                overrides,
+                worker_fields,
+                i,
+                sorted(ALLOWED_PLUGINS),
+                os.getpid(),
+                queue,
+                receiver,
+                opts.events is not None,
+            ),
+            name=f"tunekit-worker-{i}",
+        )
+        p.start()
+        receiver.close()  # the worker holds its end now
+        procs.append(p)
+        inboxes.append(sender)
+    return procs, queue, inboxes
+
+
+def _await_preparation(procs, queue, inboxes, opts: SearchOptions) -> dict:
+    """Relay worker 0's lines until it says the study is ready. If it fails, its error is raised here
+    (the CLI prints it as one process would) and the other workers are sent home."""
+    leader = procs[0]
+    while True:
+        message = _relay(queue, opts, 0.1)
+        if message is None and not leader.is_alive():
+            message = _relay(queue, opts, 0) or {"kind": "exited"}  # what it sent before it exited
+        if message is None:
+            continue
+        if message["kind"] == "ready":
+            return message
+        _send_all(inboxes, None)
+        for p in procs:
+            p.join(timeout=30)
+        if message["kind"] == "failed":
+            raise _Relayed(message["lines"], message["code"])
+        if message["kind"] == "oserror":
+            raise OSError(*message["args"])
+        if message["kind"] == "crashed":
+            raise RuntimeError(f"worker 0: {message['what']}")
+        _raise_for_exit_codes([leader.exitcode])
+        raise StateError(
+            f"worker 0 exited before the study was ready (code {leader.exitcode})", "rerun the same command"
+        )
+
+
+def _send_all(inboxes, message) -> None:
+    for inbox in inboxes:
+        try:
+            inbox.send(message)
+        except OSError:  # that worker has died: the supervisor reports its exit code
+            pass
+
+
+def _end_workers(procs, grace_s: float = 30.0) -> None:
+    """Stop the workers still running (SIGTERM: each closes its trial), then kill any that will not."""
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    deadline = time.monotonic() + grace_s
+    for p in procs:
+        p.join(timeout=max(0.0, deadline - time.monotonic()))
+        if p.is_alive():
+            p.kill()
+            p.join(timeout=5)
+
+
+class _Relayed(TunekitError):
+    """An error a worker found, raised in the parent with the worker's own lines and exit code."""
+
+    def __init__(self, lines: list[str], exit_code: int):
+        super().__init__("; ".join(lines))
+        self.exit_code, self._lines = exit_code, lines
+
+    def lines(self) -> list[str]:
+        return self._lines
+
+
+def _supervise(procs, queue, opts: SearchOptions, stop: Stop, study) -> None:
+    """Relay the workers' events until every worker has exited; a first Ctrl-C here asks them all to
+    stop (through `study()`, the study loaded when needed)."""
+    asked = False
+    while any(p.is_alive() for p in procs):
+        if stop.local and not asked:
+            asked = True
+            request_stop(study())
+        _relay(queue, opts, 0.2)
+        for p in procs:
+            p.join(timeout=0)
     _relay(queue, opts, 0)
-    codes = [p.exitcode for p in procs]
+
+
+def _raise_for_exit_codes(codes: list[int | None]) -> None:
     if any(code in (130, 143) for code in codes):
         raise Terminated() if 143 in codes else KeyboardInterrupt()
     bad = [(i, c) for i, c in enumerate(codes) if c != 0]
@@ -201,18 +387,20 @@ def run_workers(config: Config, study_dir: StudyDir, opts, stop: Stop) -> None:
         raise error
 
 
-def _relay(queue, opts, wait_s: float) -> None:
-    """Hand the workers' events and lines to the live view: what is queued now, waiting up to wait_s for the first."""
-    if queue is None:
-        return
+def _relay(queue, opts: SearchOptions, wait_s: float) -> dict | None:
+    """Hand the workers' events and lines to the live view (what is queued now, waiting up to wait_s
+    for the first), up to the first of worker 0's messages to this process, which is returned."""
     deadline = time.monotonic() + wait_s
     while True:
         try:
             event = queue.get(timeout=max(0.0, deadline - time.monotonic())) if wait_s else queue.get_nowait()
-        except (queues.Empty, OSError, EOFError):
-            return
-        if event.get("kind") == "note":
+        except (queues.Empty, OSError, EOFError, ValueError):
+            return None
+        kind = event.get("kind")
+        if kind in ("ready", "failed", "oserror", "crashed"):
+            return event
+        if kind == "note":
             opts.log(event["line"])
-        else:
+        elif opts.events is not None:
             opts.events(event)
         wait_s = 0

@@ -1,0 +1,145 @@
+"""`search --workers N` as its processes show it: the parent never loads torch, worker 0 prepares
+the study while the others start, and whatever goes wrong in that window ends in the one-process
+error and exit code, never in a hang or a leftover worker."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import TINY
+
+TUNEKIT = [sys.executable, "-m", "tunekit"]
+
+
+def _workers(pid: int) -> list[int]:
+    """The worker processes of the search `pid`, in the order they were started (multiprocessing's
+    resource tracker, another child, is left out)."""
+    try:
+        children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+    out = []
+    for child in children:
+        try:
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                out.append(child)
+        except OSError:
+            pass
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _launch(tmp_path, config_text: str, *extra: str) -> tuple[subprocess.Popen, Path]:
+    config = tmp_path / "config.yaml"
+    config.write_text(config_text)
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen(
+        [*TUNEKIT, "search", str(config), "--runs", str(runs), "--workers", "2", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group: a Ctrl-C below reaches it and its workers, as on a terminal
+    )
+    return proc, runs
+
+
+def test_the_parent_never_loads_torch_while_two_workers_train(tmp_path):
+    proc, runs = _launch(tmp_path, TINY.replace("trials: 3", "trials: 6").replace("epochs: 3", "epochs: 150"), "--json")
+    parent_maps = Path(f"/proc/{proc.pid}/maps")
+    seen_torch, peak_kb, polls = False, 0, 0
+    while proc.poll() is None:
+        try:
+            seen_torch |= "libtorch" in parent_maps.read_text()
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            peak_kb = max(peak_kb, int(status.split("VmRSS:")[1].split()[0]))
+            polls += 1
+        except (OSError, IndexError):
+            pass
+        time.sleep(0.05)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    summary = json.loads(out)
+    assert summary["states"]["COMPLETE"] == 6 and summary["states"]["RUNNING"] == 0
+    assert polls > 10 and not seen_torch, "the --workers parent mapped libtorch"
+    assert peak_kb < 150 * 1024, f"the parent held {peak_kb // 1024} MB"
+    assert "started 2 workers x 1 thread(s)" in err
+    # Both workers trained: each trial names the process that ran it.
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    storage = JournalStorage(JournalFileBackend(str(runs / "tiny" / "optuna.journal")))
+    trials = optuna.load_study(study_name="tiny", storage=storage).trials
+    assert len({t.user_attrs["worker"] for t in trials}) == 2
+
+
+def test_a_bad_config_with_workers_says_what_one_process_says_and_writes_nothing(tmp_path):
+    bad = TINY.replace("hidden: [16]", "hidden: [16], dropout: 1.5").replace("lr: 0.01", "lr: -1")
+    bad = bad.replace("low: 1e-3, high: 1e-1", "low: 1, high: 0")
+    config = tmp_path / "bad.yaml"
+    config.write_text(bad)
+    runs = tmp_path / "runs"
+    one = subprocess.run([*TUNEKIT, "search", str(config), "--runs", str(runs)], capture_output=True, text=True)
+    two = subprocess.run(
+        [*TUNEKIT, "search", str(config), "--runs", str(runs), "--workers", "2"], capture_output=True, text=True
+    )
+    assert one.returncode == two.returncode == 3
+    assert two.stderr == one.stderr
+    assert "model.dropout" in two.stderr and "optimizer.lr" in two.stderr and "search.optimizer.lr" in two.stderr
+    assert not runs.exists()
+
+
+def test_a_missing_data_file_with_workers_is_exit_4_in_one_line(tmp_path):
+    text = TINY.replace("data: {name: iris}", "data: {name: csv, path: nowhere.csv, target: y}")
+    proc, runs = _launch(tmp_path, text)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 4, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "nowhere.csv" in lines[0], err
+    assert not (runs / "tiny").exists()
+
+
+def test_ctrl_c_while_worker_0_prepares_ends_every_process_with_130(tmp_path):
+    proc, runs = _launch(tmp_path, TINY)
+    deadline = time.time() + 60
+    while len(_workers(proc.pid)) < 2 and proc.poll() is None:  # the workers exist, the study not yet
+        assert time.time() < deadline
+        time.sleep(0.01)
+    workers = _workers(proc.pid)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted (SIGINT)" in err and "internal error" not in err and "Traceback" not in err
+    assert not any(_alive(w) for w in workers)
+
+
+def test_worker_0_killed_while_preparing_ends_the_search_without_a_hang(tmp_path):
+    proc, runs = _launch(tmp_path, TINY)
+    deadline = time.time() + 60
+    while len(_workers(proc.pid)) < 2 and proc.poll() is None:
+        assert time.time() < deadline
+        time.sleep(0.01)
+    workers = _workers(proc.pid)
+    os.kill(workers[0], signal.SIGKILL)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 5, err
+    assert "error: worker 0 exited" in err and "-9" in err, err
+    assert not any(_alive(w) for w in workers)
+    # Nothing half-made stops the rerun: it prepares the study and finishes it.
+    again = subprocess.run(
+        [*TUNEKIT, "search", str(tmp_path / "config.yaml"), "--runs", str(runs), "--workers", "2", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["states"]["COMPLETE"] == 3
