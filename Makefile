@@ -43,6 +43,7 @@ bench: install
 	$(BIN)/python benchmarks/population.py --repeats 3 | tee -a benchmarks/results.log
 	$(BIN)/python benchmarks/grpc_proxy.py --procs 1 4 8 --trials 100 | tee -a benchmarks/results.log
 	$(BIN)/python benchmarks/threads.py --repeats 3 | tee -a benchmarks/results.log
+	$(BIN)/python benchmarks/worker_start.py --repeats 5 | tee -a benchmarks/results.log
 	$(BIN)/python benchmarks/peers.py --seeds 0 1 2 --budget 90 | tee -a benchmarks/results.log
 	grep '^{' benchmarks/results.log > benchmarks/results.jsonl
 
