@@ -480,7 +480,7 @@ def train(
     from tunekit.config.load import parse_overrides
     from tunekit.config.sections import allow_plugins
     from tunekit.errors import UsageError
-    from tunekit.runs import StudyDir, most_recent_study
+    from tunekit.runs import StudyDir, chosen_study
     from tunekit.track.specs import parse_track
 
     allow_plugins(allow_plugin)
@@ -495,7 +495,7 @@ def train(
     from tunekit.study.trial import trial_seed
 
     if best:
-        study_dir = StudyDir(runs, study or most_recent_study(runs))
+        study_dir = chosen_study(runs, study)
         cfg, number, shuffle_seed = best_config(study_dir, storage, pick)
         if set_:
             from tunekit.config.load import validate_document
@@ -593,7 +593,7 @@ def report(
     from tunekit.errors import UsageError
     from tunekit.report.formats import report_csv, report_json, report_markdown, report_table
     from tunekit.report.summary import summarize
-    from tunekit.runs import StudyDir, most_recent_study
+    from tunekit.runs import chosen_study
     from tunekit.study.storage import describe_storage, load_study
 
     formats = ("table", "json", "csv", "markdown")
@@ -607,7 +607,7 @@ def report(
         raise UsageError(
             f"unknown --format '{format_}'", did_you_mean(format_, formats) or f"choose one of: {', '.join(formats)}"
         )
-    study_dir = StudyDir(runs, study or most_recent_study(runs))
+    study_dir = chosen_study(runs, study)
     loaded = load_study(study_dir, storage)
     summary = summarize(loaded, describe_storage(study_dir, storage))
     if html_file is not None:

@@ -227,6 +227,12 @@ def no_such_study(runs: str | os.PathLike, name: str, hint: str) -> StateError:
     return StateError(f"no study '{name}' under {runs}/", close or hint)
 
 
+def chosen_study(runs: str | os.PathLike, study: str | None) -> StudyDir:
+    """The study a command names, or the most recent one when it names none. An empty name is a
+    name (an invalid one), not a request for the latest study."""
+    return StudyDir(runs, most_recent_study(runs) if study is None else study)
+
+
 def most_recent_study(runs: str | os.PathLike) -> str:
     studies = list_studies(runs)
     if not studies:

@@ -240,6 +240,15 @@ ROWS = [
     ("study-name-dotdot", cfg(GOOD), ["search", "c.yaml", "--study", ".."], 2, "invalid study name '..'"),
     ("study-name-absolute", cfg(GOOD), ["search", "c.yaml", "--study", "/etc/x"], 2, "invalid study name '/etc/x'"),
     ("study-name-newline", cfg(GOOD), ["search", "c.yaml", "--study", "a\nb"], 2, "invalid study name"),
+    # An empty name is not "the latest study": report/train --best/predict would answer for another one.
+    ("report-empty-study-name", {}, ["report", "", "--runs", "{tmp}/runs"], 2, "invalid study name ''"),
+    (
+        "train-best-empty-study-name",
+        {},
+        ["train", "--best", "--study", "", "--runs", "{tmp}/runs"],
+        2,
+        "invalid study name ''",
+    ),
     (
         "config-name-bad",
         cfg(GOOD.replace("name: bad", "name: ../../x")),

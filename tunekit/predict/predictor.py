@@ -21,7 +21,7 @@ from tunekit.config.sections import allow_plugins as allow
 from tunekit.config.yaml_io import Document
 from tunekit.errors import DataError, StateError, TunekitError, UsageError
 from tunekit.predict.checkpoint import checkpoint_path, read_checkpoint
-from tunekit.runs import StudyDir, most_recent_study, no_such_study
+from tunekit.runs import chosen_study, no_such_study
 from tunekit.train.build import build_model_for
 
 CHUNK_ROWS = 10_000  # rows predicted at once: bounds memory on large inputs
@@ -144,7 +144,7 @@ def resolve_checkpoint(checkpoint: str | os.PathLike | None, study: str | None, 
         raise UsageError("give either --study or a CHECKPOINT, not both", "e.g. --study quickstart")
     if checkpoint is not None:
         return checkpoint_path(checkpoint)
-    study_dir = StudyDir(runs, study or most_recent_study(runs))
+    study_dir = chosen_study(runs, study)
     path = study_dir.best_dir / "model.pt"
     if not path.is_file():
         if not study_dir.path.is_dir():
