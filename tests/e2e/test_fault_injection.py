@@ -64,6 +64,8 @@ def assert_whole(cwd: Path, before: dict[int, dict]) -> dict:
     summary = json.loads(rerun.stdout)
     assert summary["states"]["RUNNING"] == 0
     assert summary["states"]["COMPLETE"] == TOTAL  # exact: nothing in this config fails
+    # The header counts what is done: a killed run's RUNNING trial is not (it is recovered and run again).
+    assert f"{len(before)}/{TOTAL} trials done" in rerun.stderr, rerun.stderr
     after = completed(cwd / "runs" / "tiny" / "optuna.journal")
     assert all(after.get(n) == p for n, p in before.items())  # no completed trial lost or changed
     assert len(after) == TOTAL

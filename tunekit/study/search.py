@@ -78,7 +78,8 @@ def prepare_study(config: Config, opts: SearchOptions) -> tuple[Config, SearchSp
         remember_url(study_dir, opts.storage)
     if not study_dir.config.exists():
         write_text(study_dir.config, dump_yaml(config.raw))
-    done = sum(map(counted, study.get_trials(deepcopy=False)))
+    # Finished trials only: a RUNNING one may be a killed run's, which the first worker recovers and retries.
+    done = sum(1 for t in study.get_trials(deepcopy=False) if counted(t) and t.state.is_finished())
     opts.log(
         f"study '{study_dir.name}' in {describe_storage(study_dir, opts.storage)}: {done}/{target} trials done, "
         + ", ".join(f"{d} {m}" for m, d in objectives_of(config))
