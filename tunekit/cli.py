@@ -967,7 +967,11 @@ def _config_for_csv(path: Path, target: str, output: Path | None, name: str) -> 
     n_classes = len(set(raw.y.tolist())) if raw.task == "classification" else None
     folder = output.resolve().parent if output is not None else Path.cwd()
     data_path = os.path.relpath(path.resolve(), folder)
-    return csv_config(name, data_path, target, raw.task, len(raw.y), n_classes, raw.feature_names or [])
+    # The run line names the file being written; printed to stdout, the file is the one the user redirects to.
+    config_file = shlex.quote(str(output)) if output is not None else f"{name}.yaml"
+    return csv_config(
+        name, data_path, target, raw.task, len(raw.y), n_classes, raw.feature_names or [], config_file=config_file
+    )
 
 
 def _templates() -> dict[str, str]:

@@ -89,6 +89,8 @@ def test_init_from_csv_writes_a_config_for_the_users_table(cli, tmp_path):
     text = out.read_text()
     assert "the target 'kind' holds 3 classes" in text and "#   weight, age" in text
     assert 'path: "../data/pets.csv"' in text  # relative to the config, which is where it is read from
+    # Its run line names the file written (quoted for a shell), so it can be pasted as it is.
+    assert f"# Run:  tunekit validate '{out}' && tunekit search '{out}' && tunekit train --best" in text
     config = load_config(str(out))
     assert config.name == "my-pets" and config.data.args["path"] == str(table)
     missing = cli("init", "--from-csv", table, "--target", "knd")

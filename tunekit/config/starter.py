@@ -8,9 +8,17 @@ import textwrap
 
 
 def csv_config(
-    name: str, data_path: str, target: str, task: str, n_rows: int, n_classes: int | None, columns: list[str]
+    name: str,
+    data_path: str,
+    target: str,
+    task: str,
+    n_rows: int,
+    n_classes: int | None,
+    columns: list[str],
+    config_file: str = "config.yaml",
 ) -> str:
-    """The YAML text; `data_path` as it should be written (relative to the config's folder)."""
+    """The YAML text; `data_path` as it should be written (relative to the config's folder),
+    `config_file` the name its run line gives the config."""
     what = f"{n_classes} classes" if task == "classification" else "a quantity (regression)"
     listed = textwrap.fill(
         ", ".join(columns), width=96, initial_indent="#   ", subsequent_indent="#   ", break_on_hyphens=False
@@ -22,7 +30,7 @@ def csv_config(
 # A starter config for {data_path}: {n_rows} rows; the target '{target}' holds {what}.
 # Its {len(columns)} feature columns, in order (every one must be numeric):
 {listed}
-# Run:  tunekit validate THIS_FILE && tunekit search THIS_FILE && tunekit train --best
+# Run:  tunekit validate {config_file} && tunekit search {config_file} && tunekit train --best
 name: {name}
 seed: 0
 
