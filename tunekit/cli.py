@@ -216,32 +216,21 @@ def _parse_timeout(text: str | None) -> float | None:
 
 
 def _parse_devices(text: str | None) -> list[str] | None:
-    """--devices: None keeps train.device; auto = every visible GPU, else cpu."""
+    """--devices: None keeps train.device; auto = every visible GPU, else cpu. Only the spelling is
+    checked here (without torch); whether the devices exist is checked before the study is touched
+    (tunekit.train.build.checked_devices)."""
     if text is None:
         return None
-    if text == "auto":
-        import torch
-
-        n = torch.cuda.device_count()
-        return [f"cuda:{i}" for i in range(n)] if n else ["cpu"]
     import re
 
     devices = [d.strip() for d in text.split(",") if d.strip()]
-    bad = [d for d in devices if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", d)]
-    if not devices or bad:
+    bad = [d for d in devices if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", d)]
+    if not devices or bad or ("auto" in devices and len(devices) > 1):
         from tunekit.errors import UsageError
 
         raise UsageError(
             f"--devices '{text}' is not a device list", "e.g. --devices cpu, --devices cuda:0,cuda:1, --devices auto"
         )
-    from tunekit.errors import DataError
-    from tunekit.train.build import resolve_device
-
-    for d in devices:
-        try:
-            resolve_device(d)  # an unavailable GPU is an environment error (exit 4) before anything starts
-        except DataError as exc:
-            raise DataError(f"--devices {text}: {exc.message}", "use --devices cpu, or --devices auto") from None
     return devices
 
 
@@ -348,8 +337,10 @@ def search(
     device_list = _parse_devices(devices)
     if dry_run:
         from tunekit.study.preflight import load_checked, preflight
+        from tunekit.train.build import checked_devices
 
         cfg = load_checked(source, set_)
+        device_list = checked_devices(device_list) if device_list else None
         info = preflight(cfg, step=True, device=device_list[0] if device_list else None)
         if json_:
             _print_json(info)

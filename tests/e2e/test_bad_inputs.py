@@ -315,6 +315,27 @@ ROWS = [
         "--devices cuda:3: device 'cuda:3' is not available",
     ),
     (
+        "unavailable-device-with-workers",  # worker 0 checks the devices: the parent never imports torch
+        cfg(GOOD),
+        ["search", "c.yaml", "--devices", "cpu,cuda:3", "--workers", "2"],
+        4,
+        "--devices cpu,cuda:3: device 'cuda:3' is not available",
+    ),
+    (
+        "unavailable-device-dry-run",
+        cfg(GOOD),
+        ["search", "c.yaml", "--devices", "cuda:1", "--dry-run"],
+        4,
+        "--devices cuda:1: device 'cuda:1' is not available",
+    ),
+    (
+        "auto-among-devices",
+        cfg(GOOD),
+        ["search", "c.yaml", "--devices", "auto,cpu"],
+        2,
+        "--devices 'auto,cpu' is not a device list",
+    ),
+    (
         "huge-seed",
         cfg("seed: 1000000000000000000000000000000\n" + GOOD),
         ["validate", "c.yaml"],

@@ -54,7 +54,9 @@ def _launch(tmp_path, config_text: str, *extra: str) -> tuple[subprocess.Popen, 
 
 
 def test_the_parent_never_loads_torch_while_two_workers_train(tmp_path):
-    proc, runs = _launch(tmp_path, TINY.replace("trials: 3", "trials: 6").replace("epochs: 3", "epochs: 150"), "--json")
+    # `--devices auto` too: which devices exist is worker 0's question, not the parent's.
+    text = TINY.replace("trials: 3", "trials: 6").replace("epochs: 3", "epochs: 150")
+    proc, runs = _launch(tmp_path, text, "--json", "--devices", "auto")
     parent_maps = Path(f"/proc/{proc.pid}/maps")
     seen_torch, peak_kb, polls = False, 0, 0
     while proc.poll() is None:
@@ -72,7 +74,7 @@ def test_the_parent_never_loads_torch_while_two_workers_train(tmp_path):
     assert summary["states"]["COMPLETE"] == 6 and summary["states"]["RUNNING"] == 0
     assert polls > 10 and not seen_torch, "the --workers parent mapped libtorch"
     assert peak_kb < 150 * 1024, f"the parent held {peak_kb // 1024} MB"
-    assert "started 2 workers x 1 thread(s)" in err
+    assert "started 2 workers x 1 thread(s) on cpu" in err
     # Both workers trained: each trial names the process that ran it.
     import optuna
     from optuna.storages.journal import JournalFileBackend, JournalStorage

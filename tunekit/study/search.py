@@ -32,7 +32,7 @@ from tunekit.study.trial import objectives_of
 from tunekit.study.worker import best_text, quiet_optuna, work
 from tunekit.track.specs import from_section, merged
 from tunekit.track.tracking import check_installed
-from tunekit.train.build import build_checked, corner_problems, set_threads
+from tunekit.train.build import build_checked, checked_devices, corner_problems, set_threads
 from tunekit.train.vectorized import population_problems
 
 
@@ -40,6 +40,9 @@ def prepare_study(config: Config, opts: SearchOptions) -> tuple[Config, SearchSp
     """Check everything, then create or load the study. Nothing is written before the checks pass.
     With --workers, worker 0 calls this while the other workers import torch."""
     study_dir = StudyDir(opts.runs, study_name_for(config.name, opts))
+    if opts.devices:
+        opts.devices = checked_devices(opts.devices)
+        opts.device = opts.devices[opts.worker_index % len(opts.devices)]
     config, base_run = build_checked(config)
     if opts.workers <= 1:  # this process trains: size its threads by the base model (workers get cores // N)
         opts.threads = set_threads(opts.threads or config.train.threads, base_run)

@@ -95,6 +95,8 @@ def _worker_main(
         config.source = go["source"]
         space, _ = SearchSpace.parse(config)
         fields.update(go["fields"], workers=1, fresh=False, repair=False, warm_start=None, worker_index=index)
+        if go["devices"]:
+            fields["device"] = go["devices"][index % len(go["devices"])]
         opts = SearchOptions(**fields, log=log, events=events)
         set_threads(opts.threads)
         deadline = time.monotonic() + go["remaining_s"] if go["remaining_s"] is not None else None
@@ -150,6 +152,7 @@ def _prepare(file: ConfigFile, overrides: list[str], fields: dict, log, events, 
             "objectives": objectives_of(config),
             "specs": specs,
             "threads": opts.threads or config.train.threads or threads_per_worker(fields["workers"]),
+            "devices": opts.devices,
         }
     )
 
@@ -222,6 +225,7 @@ def search_in_workers(file: ConfigFile, overrides: list[str], opts: SearchOption
                 tracking = opts.tracking = open_tracking(specs, study_dir, ready["objectives"], "", owner=True)
             alive = [s for s in specs if tracking and s.name in tracking.specs_alive]  # one that failed was said here
             _send_all(inboxes, _go(ready, alive, opts))
+            opts.devices = ready["devices"]
             opts.log(
                 f"started {opts.workers} workers x {ready['threads']} thread(s)"
                 + (f" on {', '.join(opts.devices)}" if opts.devices else "")
@@ -265,6 +269,7 @@ def _go(ready: dict, track: list, opts: SearchOptions) -> dict:
         "raw": ready["raw"],
         "source": ready["source"],
         "remaining_s": remaining,
+        "devices": ready["devices"],
         "fields": {"storage": opts.storage, "study": ready["study"], "track": track, "threads": ready["threads"]},
     }
 
@@ -277,6 +282,7 @@ def _spawn(file: ConfigFile, overrides: list[str], opts: SearchOptions):
         f.name: getattr(opts, f.name) for f in dataclasses.fields(opts) if f.name not in ("log", "tracking", "events")
     }
     for i in range(opts.workers):
+        # Until worker 0 has made --devices concrete (`auto`), a worker knows only what was asked.
         worker_fields = dict(fields, device=(opts.devices[i % len(opts.devices)] if opts.devices else opts.device))
         receiver, sender = ctx.Pipe(duplex=False)
         p = ctx.Process(

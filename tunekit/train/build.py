@@ -48,6 +48,22 @@ def resolve_device(spec: str) -> torch.device:
     return torch.device(spec)
 
 
+def checked_devices(devices: list[str]) -> list[str]:
+    """`--devices` made concrete: `auto` is every visible GPU (else the CPU), and each one must exist
+    (an environment error, exit 4, before anything starts)."""
+    if devices == ["auto"]:
+        n = torch.cuda.device_count()
+        return [f"cuda:{i}" for i in range(n)] if n else ["cpu"]
+    for d in devices:
+        try:
+            resolve_device(d)
+        except DataError as exc:
+            raise DataError(
+                f"--devices {','.join(devices)}: {exc.message}", "use --devices cpu, or --devices auto"
+            ) from None
+    return devices
+
+
 def load_data(config: Config) -> Split:
     d = config.data
     try:
