@@ -166,7 +166,7 @@ def _warm_up_meanwhile(file: ConfigFile, overrides: list[str], fields: dict) -> 
 
     try:
         config = load_config(file, overrides)
-    except TunekitError:
+    except Exception:  # whatever it is, worker 0 meets it too and reports it
         return
     warm_up(config, fields["device"] or config.train.device)
 
