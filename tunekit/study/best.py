@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tunekit.config.derive import trial_config
 from tunekit.config.yaml_io import dump_yaml
 from tunekit.report.summary import pick_best
 from tunekit.runs import StudyDir, write_text
@@ -12,7 +13,7 @@ def best_text(study) -> str | None:
     best = pick_best(study)
     if best is None:
         return None
-    raw = best.user_attrs.get("config")
+    raw = trial_config(study.user_attrs, best)
     if raw is None:
         return None
     names = [o["metric"] for o in study.user_attrs.get("tunekit.objectives") or []] or [
