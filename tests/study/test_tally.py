@@ -11,7 +11,7 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from tunekit import reasons
 from tunekit.report.summary import pick_best
 from tunekit.study.liveness import Tally, counted
-from tunekit.study.storage import trials_from
+from tunekit.study.storage import ask, trials_from
 
 S = optuna.trial.TrialState
 
@@ -71,3 +71,17 @@ def test_several_objectives_take_the_best_from_the_front(tmp_path):
     tally = Tally(study).refresh()
     assert tally.best().number == pick_best(study).number == 1
     assert tally.done() == tally.finished() == 3
+
+
+def test_asking_without_a_queued_trial_creates_one_and_a_queued_one_is_popped(tmp_path):
+    storage = JournalStorage(JournalFileBackend(str(tmp_path / "optuna.journal")))
+    study = optuna.create_study(storage=storage)
+    first = ask(study, queued=Tally(study).queued())
+    assert first.number == 0 and study.trials[0].state == S.RUNNING
+    study.tell(first, 1.0)
+    study.enqueue_trial({"x": 0.5})
+    tally = Tally(study)
+    assert tally.queued()
+    popped = ask(study, queued=tally.queued())
+    assert popped.number == 1 and popped.suggest_float("x", 0, 1) == 0.5
+    assert not Tally(study).queued()

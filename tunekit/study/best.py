@@ -11,7 +11,7 @@ from tunekit.runs import StudyDir, write_text
 def best_text(study, best=None) -> str | None:
     """best.yaml's content for the study storage's best trial, or for `best` when the caller found
     it already (None when no trial completed)."""
-    best = best or pick_best(study)
+    best = best if best is not None else pick_best(study)
     if best is None:
         return None
     raw = trial_config(study.user_attrs, best)

@@ -277,6 +277,10 @@ class Tally:
         """Counted trials that have ended."""
         return self._counted + sum(1 for t in self.tail if t.state.is_finished() and counted(t))
 
+    def queued(self) -> bool:
+        """Is a trial waiting to run (the baseline, a retry, a warm start)? All of them are in the tail."""
+        return any(t.state == optuna.trial.TrialState.WAITING for t in self.tail)
+
     def running(self) -> list:
         return [t for t in self.tail if t.state == optuna.trial.TrialState.RUNNING]
 

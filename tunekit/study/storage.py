@@ -420,3 +420,13 @@ def trials_from(study, start: int) -> list:
             ids = replayed._study_id_to_trial_ids[study._study_id]
             return [replayed._trials[i] for i in ids[start:]]
     return study.get_trials(deepcopy=False)[start:]
+
+
+def ask(study, queued: bool):
+    """`study.ask()`. When the caller knows no trial is queued (`queued` False: a worker's Tally, read
+    under the ask lock, saw none), a journal study skips Optuna's search of every trial for a
+    WAITING one, which is O(n) per ask (~2 ms at 10,000 trials), and creates the trial as ask would."""
+    if queued or not isinstance(study._storage, JournalStorage):
+        return study.ask()
+    study._thread_local.cached_all_trials = None  # as ask does: the next read syncs
+    return optuna.Trial(study, study._storage.create_new_trial(study._study_id))

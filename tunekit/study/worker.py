@@ -31,6 +31,7 @@ from tunekit.study.liveness import Heartbeat, Tally, claim, recover_dead_trials
 from tunekit.study.options import SearchOptions, TimedOut, main_thread
 from tunekit.study.stopping import Stop
 from tunekit.study.storage import (
+    ask,
     database_lock,
     open_storage,
     silent_storage,
@@ -241,6 +242,7 @@ def _give_up_on_silent_storage(quiet: float, label: str) -> None:
 
 
 WAIT = object()  # _take_next: nothing to take now, but the study is not done
+LOOK_UP = object()  # best_text: no best trial given, ask the study
 
 
 def _take_next(
@@ -291,7 +293,8 @@ def _take_next(
             return None
         size = min(config.study.population, target - done)
         if size == 1:
-            trials, jobs = [study.ask()], None
+            # Read again: queue_next may just have queued a grid point.
+            trials, jobs = [ask(study, queued=tally.refresh().queued())], None
         else:
             jobs = ask_population(study, size, config, space, study_dir, opts, deadline)
             trials = [job.trial for job in jobs]
@@ -333,7 +336,7 @@ def progress_line(
     metric: str,
     duration: float,
     params: dict,
-    best_trial=None,
+    best_trial=LOOK_UP,
 ) -> str:
     """The log's line for a trial that ended (the live view shows the same parts)."""
     shown = " ".join(f"{k}={_short(v)}" for k, v in params.items())
@@ -354,10 +357,10 @@ def outcome_text(trial, state: str, outcome: Any, study, metric: str) -> str:
     return f"pruned at epoch {outcome_of(trial).get('pruned_at_epoch', '?')}"
 
 
-def best_text(study, best=None) -> str:
+def best_text(study, best=LOOK_UP) -> str:
     """The best so far: `0.9861 (#1)`, `-` before any, `pareto front: N trials` for several objectives.
-    `best`: the best trial when the caller has it (a Tally's), else it is looked up."""
-    best = best or pick_best(study)
+    `best`: the best trial (None: none yet) when the caller has it (a Tally's), else it is looked up."""
+    best = pick_best(study) if best is LOOK_UP else best
     if best is None:
         return "-"
     if len(best.values) > 1:
