@@ -31,11 +31,12 @@ test: install
 	$(BIN)/ruff check tunekit tests benchmarks
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
-# Benchmarks take ~30 minutes on 2 cores; results go to benchmarks/results.jsonl (one JSON line each).
+# Benchmarks take ~35 minutes on 2 cores; results go to benchmarks/results.jsonl (one JSON line each).
 bench: install
 	$(BIN)/python benchmarks/trainer_throughput.py --repeats 15 --epochs 5 | tee benchmarks/results.log
 	$(BIN)/python benchmarks/search_vs_optuna.py --seeds 0 1 2 | tee -a benchmarks/results.log
 	$(BIN)/python benchmarks/overhead.py --trials 50 500 | tee -a benchmarks/results.log
+	$(BIN)/python benchmarks/scale.py --trials 10000 | tee -a benchmarks/results.log
 	$(BIN)/python benchmarks/workers.py --repeats 6 | tee -a benchmarks/results.log
 	$(BIN)/python benchmarks/startup.py --repeats 10 | tee -a benchmarks/results.log
 	TUNEKIT_LONG_FAULTS=1 $(BIN)/python -m pytest -q tests/e2e/test_fault_injection.py tests/e2e/test_database_faults.py

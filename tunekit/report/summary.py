@@ -11,6 +11,9 @@ from typing import Any
 
 import optuna
 
+from tunekit.config.derive import any_base, space_of, trial_config
+from tunekit.config.paths import get_path
+from tunekit.config.space import SearchSpace
 from tunekit.report.advice import CONFIG_FAILURES, advise
 
 
@@ -25,23 +28,18 @@ def outcome(trial) -> dict[str, Any]:
     return {**attrs, **(attrs.get("result") or {})}
 
 
-def _at(raw: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        if not isinstance(raw, dict) or part not in raw:
-            return None
-        raw = raw[part]
-    return raw
-
-
-def params_of(trial) -> dict[str, Any]:
+def params_of(trial, space: SearchSpace | None = None) -> dict[str, Any]:
     """A trial's params with the types the YAML gave them. Optuna categoricals hold only scalars, so a
-    list choice (`model.hidden: [256, 256]`) is stored as its JSON text; the trial's concrete config,
-    recorded when it started, holds the value itself, which replaces the text when the two agree."""
+    list choice (`model.hidden: [256, 256]`) is stored as its JSON text; the study's search block
+    (`space`, from its base config) or, in a study from before derived configs, the trial's stored
+    config holds the value itself, which replaces the text when the two agree."""
     config = trial.user_attrs.get("config")
+    if space is not None and not isinstance(config, dict):
+        return space.values_from(trial.params)
     out = {}
     for key, value in trial.params.items():
         if isinstance(value, str) and isinstance(config, dict):
-            typed = _at(config, key)
+            typed = get_path(config, key)
             if isinstance(typed, (list, dict)) and json.dumps(typed) == value:
                 value = typed
         out[key] = value
@@ -56,13 +54,13 @@ def best_so_far(values: list[float], maximize: bool) -> list[float]:
     return out
 
 
-def trial_row(trial) -> dict[str, Any]:
+def trial_row(trial, space: SearchSpace | None = None) -> dict[str, Any]:
     ended = outcome(trial)
     return {
         "number": trial.number,
         "state": _state(trial),
         "value": trial.value if trial.values is not None and len(trial.values) == 1 else trial.values,
-        "params": params_of(trial),
+        "params": params_of(trial, space),
         "reason": ended.get("reason"),
         "duration_s": ended.get("duration_s")
         if ended.get("duration_s") is not None
@@ -178,14 +176,16 @@ def summarize(study, storage: str) -> dict[str, Any]:
     trials = study.get_trials(deepcopy=False)
     states = Counter(_state(t) for t in trials)
     reasons = Counter(t.user_attrs.get("reason") for t in trials if t.state == optuna.trial.TrialState.FAIL)
+    base = any_base(attrs)
+    space = space_of(base) if base is not None else None
     best = None
     bt = pick_best(study)
     if bt is not None:
         best = {
             "number": bt.number,
             "value": bt.value if len(bt.values) == 1 else list(bt.values),
-            "params": params_of(bt),
-            "config": bt.user_attrs.get("config"),
+            "params": params_of(bt, space),
+            "config": trial_config(attrs, bt),
             "metrics": outcome(bt).get("metrics"),
             "best_epoch": outcome(bt).get("best_epoch"),
         }
@@ -208,7 +208,7 @@ def summarize(study, storage: str) -> dict[str, Any]:
         "states": {s: states.get(s, 0) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")},
         "reasons": dict(reasons.most_common()),
         "best": best,
-        "trials": [trial_row(t) for t in trials],
+        "trials": [trial_row(t, space) for t in trials],
         "importance": importance(study),
     }
     summary["advice"] = advise(summary, attrs.get("tunekit.space") or {})

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from tunekit.config.derive import trial_config
 from tunekit.config.yaml_io import dump_yaml
 from tunekit.report.summary import pick_best
 from tunekit.runs import StudyDir, write_text
 
 
-def best_text(study) -> str | None:
-    """best.yaml's content for the study storage's best trial (None when no trial completed)."""
-    best = pick_best(study)
+def best_text(study, best=None) -> str | None:
+    """best.yaml's content for the study storage's best trial, or for `best` when the caller found
+    it already (None when no trial completed)."""
+    best = best if best is not None else pick_best(study)
     if best is None:
         return None
-    raw = best.user_attrs.get("config")
+    raw = trial_config(study.user_attrs, best)
     if raw is None:
         return None
     names = [o["metric"] for o in study.user_attrs.get("tunekit.objectives") or []] or [
@@ -24,9 +26,9 @@ def best_text(study) -> str | None:
     return header + dump_yaml(raw)
 
 
-def write_best(study, study_dir: StudyDir) -> None:
-    """Write best.yaml from the study storage's best trial (nothing when no trial completed)."""
-    text = best_text(study)
+def write_best(study, study_dir: StudyDir, best=None) -> None:
+    """Write best.yaml from the study storage's best trial, or `best` (nothing when no trial completed)."""
+    text = best_text(study, best)
     if text is not None:
         write_text(study_dir.best_yaml, text)
 

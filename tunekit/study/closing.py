@@ -19,7 +19,9 @@ from tunekit.study.liveness import requeue
 from tunekit.study.storage import stored_trial
 
 
-def tell(study, study_dir: StudyDir, trial, state: str, outcome: Any) -> None:
+def tell(study, study_dir: StudyDir, trial, state: str, outcome: Any, best_now=None) -> None:
+    """Tell the trial's outcome; a trial that took the lead rewrites best.yaml. `best_now`: how the
+    caller finds the best trial cheaply (a worker's Tally), else the study is asked."""
     if state == "FAIL" and outcome == reasons.TIMEOUT:
         retry_later(study, trial, reasons.TIMEOUT)  # the budget cut it, not its config: it runs again next time
         return
@@ -28,9 +30,9 @@ def tell(study, study_dir: StudyDir, trial, state: str, outcome: Any) -> None:
         return
     study.tell(trial, outcome)
     faults.fire_at("tell", trial.number)
-    best = pick_best(study)
+    best = best_now() if best_now else pick_best(study)
     if best is not None and best.number == trial.number:
-        write_best(study, study_dir)  # only when this trial took the lead
+        write_best(study, study_dir, best)  # only when this trial took the lead
 
 
 def retry_later(study, trial, reason: str = reasons.INTERRUPTED) -> None:

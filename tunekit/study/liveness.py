@@ -18,7 +18,8 @@ import time
 import optuna
 
 from tunekit import reasons
-from tunekit.study.storage import storage_lost, storage_of, trial_id
+from tunekit.report.summary import pick_best
+from tunekit.study.storage import storage_lost, storage_of, trial_id, trials_from
 
 HEARTBEAT_S = 15.0
 STALE_AFTER_S = 120.0  # eight missed heartbeats: the worker is gone, whatever host it was on
@@ -177,13 +178,21 @@ def requeue(study, trial, *, died: bool) -> None:
 
 
 def recover_dead_trials(
-    study, log, max_retries: int = 2, unclaimed_is_dead: bool = False, stale_after: float = STALE_AFTER_S
+    study,
+    log,
+    max_retries: int = 2,
+    unclaimed_is_dead: bool = False,
+    stale_after: float = STALE_AFTER_S,
+    running: list | None = None,
 ) -> int:
     """Fail every dead RUNNING trial and queue its params again, unless it already died `max_retries`
-    times: then it fails for good (counted, reason worker_died). Returns how many were recovered."""
+    times: then it fails for good (counted, reason worker_died). Returns how many were recovered.
+    `running`: the study's RUNNING trials, when the caller has them (a Tally's)."""
 
     recovered = 0
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+    if running is None:
+        running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    for trial in running:
         if not is_dead(trial, stale_after=stale_after, unclaimed_is_dead=unclaimed_is_dead):
             continue
         retries = trial.user_attrs.get("retries", 0)
@@ -222,3 +231,65 @@ def live_workers(study) -> list[str]:
 
     running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
     return sorted({t.user_attrs["worker"] for t in running if "worker" in t.user_attrs and not is_dead(t)})
+
+
+class Tally:
+    """The study's totals after every trial, without rereading every trial each time.
+
+    A finished trial never changes again (Optuna refuses writes to it), so the trials up to the
+    first unfinished one are summed once and kept: each `refresh` reads only the trials from there
+    on (running, queued, and those finished out of order), a few, not the whole study. The figures
+    are the same as summing over `study.get_trials()`: tests/study/test_tally.py checks."""
+
+    def __init__(self, study):
+        self.study = study
+        self.single = len(study.directions) == 1
+        self.maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+        self.settled = 0  # trials [0, settled) are finished; their figures are below
+        self._counted = 0
+        self._best = None  # the settled trials' best (single objective), the first of equals
+        self.tail: list = []
+        self.refresh()
+
+    def _better(self, trial, than) -> bool:
+        if than is None:
+            return True
+        return trial.value > than.value if self.maximize else trial.value < than.value
+
+    def refresh(self) -> Tally:
+        tail = trials_from(self.study, self.settled)
+        i = 0
+        while i < len(tail) and tail[i].state.is_finished():
+            trial = tail[i]
+            self._counted += counted(trial)
+            if self.single and trial.state == optuna.trial.TrialState.COMPLETE and self._better(trial, self._best):
+                self._best = trial
+            i += 1
+        self.settled += i
+        self.tail = tail[i:]
+        return self
+
+    def done(self) -> int:
+        """Trials that count toward the study's total (see `counted`)."""
+        return self._counted + sum(map(counted, self.tail))
+
+    def finished(self) -> int:
+        """Counted trials that have ended."""
+        return self._counted + sum(1 for t in self.tail if t.state.is_finished() and counted(t))
+
+    def queued(self) -> bool:
+        """Is a trial waiting to run (the baseline, a retry, a warm start)? All of them are in the tail."""
+        return any(t.state == optuna.trial.TrialState.WAITING for t in self.tail)
+
+    def running(self) -> list:
+        return [t for t in self.tail if t.state == optuna.trial.TrialState.RUNNING]
+
+    def best(self):
+        """The study's best trial, as `report.summary.pick_best` gives it (None before any completes)."""
+        if not self.single:
+            return pick_best(self.study)  # a Pareto front: not kept incrementally
+        best = self._best
+        for trial in self.tail:
+            if trial.state == optuna.trial.TrialState.COMPLETE and self._better(trial, best):
+                best = trial
+        return best

@@ -22,6 +22,7 @@ import optuna
 
 from tunekit.components.data import FILE_DATASETS, fingerprint, shown_path
 from tunekit.components.samplers import POINT, build_sampler_and_pruner, space_is_finite
+from tunekit.config.derive import base_attr
 from tunekit.config.sections import Config
 from tunekit.config.space import SearchSpace, point_key
 from tunekit.errors import StateError
@@ -195,6 +196,11 @@ def open_or_resume(config: Config, space: SearchSpace, study_dir: StudyDir, opts
             study.set_user_attr("tunekit.data", data)
         study.set_user_attr("tunekit.version", __version__)
         study.set_user_attr("tunekit.space", space.fingerprint())
+    # The config this run's trials derive theirs from (tunekit.config.derive), once per version:
+    # a rerun that changed a key free to change, or widened a range, adds its own.
+    key, raw = base_attr(config.raw)
+    if key not in study.user_attrs:
+        study.set_user_attr(key, raw)
     if not study.get_trials(deepcopy=False):
         queue_baseline(study, space, config, opts)
         if opts.warm_start:

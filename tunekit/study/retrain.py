@@ -23,6 +23,7 @@ from typing import Any
 
 import optuna
 
+from tunekit.config.derive import trial_config
 from tunekit.config.load import validate_document
 from tunekit.config.sections import Config
 from tunekit.config.yaml_io import dump_yaml, parse_yaml
@@ -282,6 +283,12 @@ def best_config(
                 "run `tunekit search` until a trial completes",
             )
         refresh_best(study, study_dir)
-    raw = chosen.user_attrs["config"]
+    raw = trial_config(study.user_attrs, chosen)
+    if raw is None:
+        raise StateError(
+            f"trial #{chosen.number} of study '{study_dir.name}' records no config to train "
+            "(its study's base config is missing from the storage)",
+            "rerun `tunekit search` on the study's config, or train a config file with `tunekit train CONFIG`",
+        )
     config = validate_document(parse_yaml(dump_yaml(raw), f"trial #{chosen.number} of study '{study_dir.name}'"))
     return config, chosen.number, chosen.user_attrs.get("shuffle_seed")

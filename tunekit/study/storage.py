@@ -404,3 +404,29 @@ def trial_id(trial) -> int:
 def stored_trial(study, trial):
     """The trial as the storage has it now, whoever wrote it last."""
     return study._storage.get_trial(trial._trial_id)
+
+
+def trials_from(study, start: int) -> list:
+    """The study's trials numbered `start` and up, as the storage has them now (not copies: read only).
+
+    A worker reads the study after every trial; `study.get_trials` builds the list of every trial
+    each time, which at 10,000 trials is most of a trial's overhead. The journal keeps its trials in
+    order, so the tail is a slice; other storages give the whole list, sliced."""
+    storage = study._storage
+    if isinstance(storage, JournalStorage):
+        with storage._thread_lock:
+            storage._sync_with_backend()
+            replayed = storage._replay_result
+            ids = replayed._study_id_to_trial_ids[study._study_id]
+            return [replayed._trials[i] for i in ids[start:]]
+    return study.get_trials(deepcopy=False)[start:]
+
+
+def ask(study, queued: bool):
+    """`study.ask()`. When the caller knows no trial is queued (`queued` False: a worker's Tally, read
+    under the ask lock, saw none), a journal study skips Optuna's search of every trial for a
+    WAITING one, which is O(n) per ask (~2 ms at 10,000 trials), and creates the trial as ask would."""
+    if queued or not isinstance(study._storage, JournalStorage):
+        return study.ask()
+    study._thread_local.cached_all_trials = None  # as ask does: the next read syncs
+    return optuna.Trial(study, study._storage.create_new_trial(study._study_id))

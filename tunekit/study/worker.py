@@ -27,11 +27,12 @@ from tunekit.runs import StudyDir, open_lock
 from tunekit.study import faults
 from tunekit.study.closing import close_failed, closed_elsewhere, is_disk_full, retry_later, tell
 from tunekit.study.grouping import ask_population, train_jobs
-from tunekit.study.liveness import Heartbeat, claim, counted, recover_dead_trials
+from tunekit.study.liveness import Heartbeat, Tally, claim, recover_dead_trials
 from tunekit.study.options import SearchOptions, TimedOut, main_thread
 from tunekit.study.session import open_tracking
 from tunekit.study.stopping import Stop
 from tunekit.study.storage import (
+    ask,
     database_lock,
     open_storage,
     silent_storage,
@@ -149,9 +150,10 @@ def _loop(
             silent_after=3 * storage_timeout(),
             on_silent=lambda quiet: _give_up_on_silent_storage(quiet, label),
         )
+    tally = Tally(study)  # the study's totals, reading only its unfinished trials after each one
     with Heartbeat(storage_of(study), beat.interval, **watch) as beats:
         while True:
-            taken = _take_next(study, config, space, study_dir, opts, deadline, target, label, stop)
+            taken = _take_next(study, config, space, study_dir, opts, deadline, target, label, stop, tally)
             if taken is None:
                 return
             if taken is WAIT:  # the total is reached only if others' running trials finish: see them end
@@ -162,14 +164,17 @@ def _loop(
             try:
                 outcomes = _train(beats, trials, jobs, config, space, study_dir, opts, deadline, told)
                 for trial, (state, outcome) in zip(trials, outcomes):
-                    tell(study, study_dir, trial, state, outcome)
+                    tell(study, study_dir, trial, state, outcome, lambda: tally.refresh().best())
                     track_outcome(opts.tracking, trial, state, outcome, config, space)
-                    finished = sum(1 for t in study.get_trials(deepcopy=False) if counted(t) and t.state.is_finished())
+                    tally.refresh()
+                    finished, best = tally.finished(), tally.best()
                     duration = time.perf_counter() - started
                     metric = config.study.metric
                     if opts.events is None:
                         params = space.values_from(trial.params)
-                        line = progress_line(finished, target, trial, state, outcome, study, metric, duration, params)
+                        line = progress_line(
+                            finished, target, trial, state, outcome, study, metric, duration, params, best
+                        )
                         opts.log(label + line)
                     else:
                         opts.emit(
@@ -177,7 +182,7 @@ def _loop(
                             trial=trial.number,
                             state=state,
                             what=outcome_text(trial, state, outcome, study, metric),
-                            best=best_text(study),
+                            best=best_text(study, best),
                             done=finished,
                             target=target,
                             duration=duration,
@@ -226,6 +231,7 @@ def _give_up_on_silent_storage(quiet: float, label: str) -> None:
 
 
 WAIT = object()  # _take_next: nothing to take now, but the study is not done
+LOOK_UP = object()  # best_text: no best trial given, ask the study
 
 
 def _take_next(
@@ -238,25 +244,29 @@ def _take_next(
     target: int,
     label: str,
     stop: Stop,
+    tally: Tally | None = None,
 ):
     """Under the ask lock: (trials, jobs) to run next, jobs being None for a single trial; None when
     the study is done (its total reached, --timeout passed, a finite sampler's space covered)."""
     with _ask_lock(study_dir, opts):
+        # Under the lock the tally reads the storage afresh: other workers' trials are in it.
+        tally = (tally or Tally(study)).refresh()
         # Under the journal's ask lock every trial is asked and claimed at once, so an unclaimed
         # RUNNING trial is one whose asker was killed in between.
-        recover_dead_trials(
+        if recover_dead_trials(
             study,
             opts.log,
             config.study.max_retries,
             unclaimed_is_dead=not opts.storage,
             stale_after=config.study.heartbeat.grace,
-        )
-        trials = study.get_trials(deepcopy=False)
-        done = sum(map(counted, trials))
+            running=tally.running(),
+        ):
+            tally.refresh()
+        done = tally.done()
         if done >= target:
             # A RUNNING trial counts, but only while its worker lives (it may be on another machine):
             # wait for it to end or be found dead, so no trial is left RUNNING and the total holds.
-            running = any(t.state == TrialState.RUNNING for t in trials)
+            running = bool(tally.running())
             return WAIT if running and (deadline is None or time.monotonic() < deadline) else None
         if stop.asked(study):
             opts.log(f"{label}stopped as asked at {done} of {target} trials; rerun the same command to continue")
@@ -272,7 +282,8 @@ def _take_next(
             return None
         size = min(config.study.population, target - done)
         if size == 1:
-            trials, jobs = [study.ask()], None
+            # Read again: queue_next may just have queued a grid point.
+            trials, jobs = [ask(study, queued=tally.refresh().queued())], None
         else:
             jobs = ask_population(study, size, config, space, study_dir, opts, deadline)
             trials = [job.trial for job in jobs]
@@ -305,12 +316,21 @@ def _train(
 
 
 def progress_line(
-    done: int, target: int, trial, state: str, outcome: Any, study, metric: str, duration: float, params: dict
+    done: int,
+    target: int,
+    trial,
+    state: str,
+    outcome: Any,
+    study,
+    metric: str,
+    duration: float,
+    params: dict,
+    best_trial=LOOK_UP,
 ) -> str:
     """The log's line for a trial that ended (the live view shows the same parts)."""
     shown = " ".join(f"{k}={_short(v)}" for k, v in params.items())
     what = outcome_text(trial, state, outcome, study, metric)
-    best = best_text(study)
+    best = best_text(study, best_trial)
     best_shown = best if best.startswith("pareto") else f"best={best}"
     return f"[{done:>{len(str(target))}}/{target}] trial {trial.number:<4} {state:<8} {what:<24} {best_shown}  {duration:5.1f}s  {shown}"
 
@@ -326,9 +346,10 @@ def outcome_text(trial, state: str, outcome: Any, study, metric: str) -> str:
     return f"pruned at epoch {outcome_of(trial).get('pruned_at_epoch', '?')}"
 
 
-def best_text(study) -> str:
-    """The best so far: `0.9861 (#1)`, `-` before any, `pareto front: N trials` for several objectives."""
-    best = pick_best(study)
+def best_text(study, best=LOOK_UP) -> str:
+    """The best so far: `0.9861 (#1)`, `-` before any, `pareto front: N trials` for several objectives.
+    `best`: the best trial (None: none yet) when the caller has it (a Tally's), else it is looked up."""
+    best = pick_best(study) if best is LOOK_UP else best
     if best is None:
         return "-"
     if len(best.values) > 1:
