@@ -181,7 +181,8 @@ class TrialJob:
         `cut_short`), without one it fails `timeout` and runs again on the next run."""
         if self.best_metrics is None:
             return _fail(self.trial, reasons.TIMEOUT, f"--timeout reached at epoch {where}", self.started)
-        return self._complete(self.best_metrics, self.best_epoch, self.epochs_seen, cut_short=reasons.TIMEOUT)
+        cut = reasons.TIMEOUT if self.epochs_seen < self.config.train.epochs else None  # else it had every epoch
+        return self._complete(self.best_metrics, self.best_epoch, self.epochs_seen, cut_short=cut)
 
     def _complete(self, best: dict, best_epoch: int, epochs_run: int, cut_short: str | None = None) -> tuple[str, Any]:
         trial, started = self.trial, self.started
