@@ -17,6 +17,7 @@ train: {epochs: 3, batch_size: 32}
 study:
   trials: 8
   population: 4
+  population_ramp: false  # whole populations from the first trial (the ramp is tested on its own)
   sampler: {name: random, seed: 0}
   pruner: {name: none}
 search:

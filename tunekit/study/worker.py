@@ -288,7 +288,7 @@ def _take_next(
                 f"stopping at {done} of {target} trials"
             )
             return None
-        size = min(config.study.population, target - done)
+        size = population_size(config.study.population, done, target, ramp=config.study.population_ramp)
         if size == 1:
             trials, jobs = [study.ask()], None
         else:
@@ -297,6 +297,15 @@ def _take_next(
         faults.fire_at("ask", trials[0].number)
         claim(storage_of(study), [trial_id(trial) for trial in trials])
         return trials, jobs
+
+
+def population_size(population: int, done: int, target: int, ramp: bool = True) -> int:
+    """How many trials to take together now. A member that runs all its epochs is told when its
+    population's last epoch ends, and K members take longer per epoch than one trial: so with `ramp`
+    (study.population_ramp, the default) the study's first trial runs alone (its first result comes
+    as soon as a lone trial's would, and the sampler and pruner start learning), then populations
+    double, each no bigger than the trials already counted (1, 1, 2, 4, 8, ...), up to `population`."""
+    return max(1, min(population, target - done, done if ramp else population))
 
 
 def _train(
