@@ -97,7 +97,8 @@ def trainer_case(hidden, batch, optimizer, k: int, epochs: int, repeats: int, de
     }
 
 
-TARGETS = (0.97, 0.985)  # val accuracy on digits: benchmark 2's target, and one the baseline trial does not reach
+# Val accuracy on digits: benchmark 2's target, and two the baseline trial (0.972) does not reach.
+TARGETS = (0.97, 0.98, 0.985)
 
 
 def study_case(mode: str, seed: int, device: str) -> dict:
