@@ -61,7 +61,7 @@ def test_a_timed_out_trial_runs_again_and_the_hint_works(tmp_path):
 def test_the_printed_resume_command_keeps_the_overrides(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(CONFIG)
-    cut = tunekit(tmp_path, "search", config, "--timeout", "3s", "--set", "train.epochs=3", fault="0:1:hang")
+    cut = tunekit(tmp_path, "search", config, "--timeout", "3s", "--set", "train.epochs=3", fault="0:build:hang")
     assert cut.returncode == 0, cut.stderr
     hint = cut.stderr.rsplit("to continue: ", 1)[1].splitlines()[0]
     assert "--set train.epochs=3" in hint
