@@ -55,6 +55,11 @@ def test_a_trial_hung_inside_an_epoch_is_stopped_by_the_timeout(cli, write_confi
     assert trials[0]["cut_short"] is None and trials[1]["cut_short"] == "timeout" and trials[1]["best_epoch"] == 1
     first = json.loads((runs / "tiny" / "trials" / "00001" / "metrics.jsonl").read_text().splitlines()[0])
     assert trials[1]["value"] == first["val_accuracy"]
+    report = cli("report", "tiny", "--runs", runs)
+    assert (
+        report.exit_code == 0
+        and "cut short by --timeout: 1 (complete with their best epoch so far: #1)" in report.stdout
+    )
 
 
 def test_a_trial_hung_before_its_first_epoch_is_stopped_by_the_timeout_and_runs_again(
