@@ -3,7 +3,8 @@
 The first trial of a population is sampled freely. The others are asked with its shared values
 fixed (Optuna's enqueue_trial with partial params), so the sampler chooses only what members may
 differ in: optimizer numbers, init, schedule (tunekit.train.vectorized.is_member_key). Each trial is
-still its own Optuna trial: it reports every epoch, is pruned alone, and is told its own outcome.
+still its own Optuna trial: it reports every epoch, is pruned alone, and is told its own outcome
+the moment it ends (fit_population's on_end hook), not when its population's last member ends.
 
 Trials that cannot share (a queued retry with other values, an optimizer without a vectorized
 form, batch norm) are trained one at a time, as without a population.

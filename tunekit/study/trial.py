@@ -55,7 +55,7 @@ def objectives_of(config: Config) -> list[tuple[str, str]]:
 
 class TrialJob:
     """One trial from sampled values to outcome, in steps, so that a trial can be trained alone
-    (`run_trial`) or as a member of a population (tunekit.study.grouping) and end the same way.
+    (`train_alone`) or as a member of a population (tunekit.study.grouping) and end the same way.
 
     Constructing it samples the trial's values and writes its concrete config; `build` makes its
     Run; `on_epoch` is its epoch callback; `conclude` turns a FitResult or the exception that ended
@@ -241,13 +241,6 @@ class TrialJob:
         self.run = None  # the last reference, so that the collection below frees it
         if on_gpu:
             release_gpu_memory()
-
-
-def run_trial(
-    trial, config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOptions, deadline: float | None
-) -> tuple[str, Any]:
-    """Train one trial alone. Returns (state name, value or reason). KeyboardInterrupt propagates."""
-    return TrialJob(trial, config, space, study_dir, opts, deadline).train_alone()
 
 
 def release_gpu_memory() -> None:
