@@ -97,12 +97,12 @@ def test_a_timeout_while_a_trial_is_told_waits_for_the_tell(cli, write_config, r
     def slow_tell(*args, **kwargs):
         calls.append(1)
         if len(calls) == 1:
-            time.sleep(3)  # the alarm lands in the middle of telling the first trial
+            time.sleep(2.5)  # the alarm (at 2 s) lands in the middle of telling the first trial
         return real(*args, **kwargs)
 
     monkeypatch.setattr(worker, "tell", slow_tell)
     text = POP.replace("population: 4", f"population: {population}")
-    result = cli("search", write_config(text), "--runs", runs, "--timeout", "1s", "--json")
+    result = cli("search", write_config(text), "--runs", runs, "--timeout", "2s", "--json")
     assert result.exit_code == 0, result.stderr
     assert "internal error" not in result.stderr
     summary = json.loads(result.stdout)
@@ -122,7 +122,7 @@ def test_a_timeout_between_a_lone_trials_last_epoch_and_its_tell_keeps_its_resul
 
     def then_pause(*args, **kwargs):
         result = real(*args, **kwargs)
-        time.sleep(3)
+        time.sleep(4)  # the alarm (at 2 s) lands here, after its last epoch and before its tell
         return result
 
     monkeypatch.setattr(trial, "fit", then_pause)
@@ -132,7 +132,7 @@ def test_a_timeout_between_a_lone_trials_last_epoch_and_its_tell_keeps_its_resul
         "--runs",
         runs,
         "--timeout",
-        "1s",
+        "2s",
         "--json",
     )
     assert result.exit_code == 0, result.stderr
