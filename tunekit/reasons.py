@@ -16,7 +16,7 @@ DEAD_RELU = "dead_relu"  # the gradients vanished because most ReLU units output
 # The trial could not run to its end for another reason.
 OOM = "oom"  # out of memory, on the GPU or the host
 ERROR = "error"  # an exception: a bug in user code, a bad value only training could reveal
-TIMEOUT = "timeout"  # --timeout reached while it trained
+TIMEOUT = "timeout"  # --timeout reached before it finished an epoch (with one done, it is COMPLETE, cut_short)
 INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM: its params are queued again
 WORKER_DIED = "worker_died"  # its worker stopped heartbeating (killed, machine lost): queued again
 DISK_FULL = "disk_full"  # the disk filled while it trained: queued again, the search stops
@@ -43,6 +43,8 @@ REMEDY = {
     DEAD_RELU: "a lower optimizer.lr, leaky_relu, or a kaiming init instead of zeros",
 }
 # Run again, so they do not count toward --trials: cut short by a signal, a lost worker, a full
-# disk, or the --timeout budget (the next run gives the trial its full epochs).
+# disk, or the --timeout budget before its first epoch (the next run gives the trial its full epochs).
+# A trial --timeout stops after an epoch is not failed: it is COMPLETE with its best epoch's value
+# and records `cut_short: timeout` in its result (tunekit.study.trial).
 RETRIED = frozenset({INTERRUPTED, WORKER_DIED, DISK_FULL, TIMEOUT})
 NOT_THE_CONFIG = RETRIED  # say nothing about the config: never "every trial failed" for these alone

@@ -1,5 +1,6 @@
-"""--timeout as a user meets it: the trial it cuts off is run again by the next search and does not
-count toward --trials, and the hint printed at the end names a command that works."""
+"""--timeout as a user meets it: a trial it cuts off before its first epoch is run again by the next
+search and does not count toward --trials (one with an epoch done is told its best epoch), and the
+hint printed at the end names a command that works."""
 
 import json
 import os
@@ -37,8 +38,8 @@ def tunekit(tmp_path, *args, fault=None):
 def test_a_timed_out_trial_runs_again_and_the_hint_works(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(CONFIG)
-    # Trial 0 hangs in its first epoch: the 3 s timeout cuts it, and nothing has completed.
-    cut = tunekit(tmp_path, "search", config, "--timeout", "3s", fault="0:1:hang")
+    # Trial 0 hangs before its first epoch: the 3 s timeout cuts it, and nothing has completed.
+    cut = tunekit(tmp_path, "search", config, "--timeout", "3s", fault="0:build:hang")
     assert cut.returncode == 0, cut.stderr
     assert "next: tunekit train" not in cut.stderr  # `train --best` would exit 5 here
     hint = cut.stderr.rsplit("no trial completed yet; to continue: ", 1)[1].splitlines()[0]
@@ -60,7 +61,7 @@ def test_a_timed_out_trial_runs_again_and_the_hint_works(tmp_path):
 def test_the_printed_resume_command_keeps_the_overrides(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(CONFIG)
-    cut = tunekit(tmp_path, "search", config, "--timeout", "3s", "--set", "train.epochs=3", fault="0:1:hang")
+    cut = tunekit(tmp_path, "search", config, "--timeout", "3s", "--set", "train.epochs=3", fault="0:build:hang")
     assert cut.returncode == 0, cut.stderr
     hint = cut.stderr.rsplit("to continue: ", 1)[1].splitlines()[0]
     assert "--set train.epochs=3" in hint

@@ -50,6 +50,27 @@ def test_a_trial_hung_inside_an_epoch_is_stopped_by_the_timeout(cli, write_confi
     )
     assert result.exit_code == 0, result.stderr
     trials = json.loads(result.stdout)["trials"]
+    # Its first epoch was done: it is told that epoch's value, marked as cut short, and counts.
+    assert [t["state"] for t in trials] == ["COMPLETE", "COMPLETE"]
+    assert trials[0]["cut_short"] is None and trials[1]["cut_short"] == "timeout" and trials[1]["best_epoch"] == 1
+    first = json.loads((runs / "tiny" / "trials" / "00001" / "metrics.jsonl").read_text().splitlines()[0])
+    assert trials[1]["value"] == first["val_accuracy"]
+    report = cli("report", "tiny", "--runs", runs)
+    assert (
+        report.exit_code == 0
+        and "cut short by --timeout: 1 (complete with their best epoch so far: #1)" in report.stdout
+    )
+
+
+def test_a_trial_hung_before_its_first_epoch_is_stopped_by_the_timeout_and_runs_again(
+    cli, write_config, runs, monkeypatch
+):
+    monkeypatch.setenv("TUNEKIT_FAULT", "1:build:hang")  # sleeps an hour once trial 1's model is built
+    result = cli(
+        "search", write_config(TINY.replace("trials: 3", "trials: 10")), "--runs", runs, "--timeout", "3s", "--json"
+    )
+    assert result.exit_code == 0, result.stderr
+    trials = json.loads(result.stdout)["trials"]
     assert trials[0]["state"] == "COMPLETE" and trials[1]["reason"] == "timeout"
     assert [t["state"] for t in trials[2:]] == ["WAITING"]  # queued to run again: the budget cut it, not its config
 

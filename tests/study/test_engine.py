@@ -161,8 +161,11 @@ def test_timeout_also_stops_the_running_trial(cli, write_config, runs):
     assert time.monotonic() - started < 60
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
-    assert summary["trials"][0]["reason"] == "timeout" and summary["trials"][1]["state"] == "WAITING"
-    assert summary["n_trials"] == 2 and summary["states"]["COMPLETE"] == 0
+    # Cut short after some epochs: told its best epoch's value, marked as cut, and not run again.
+    first = summary["trials"][0]
+    assert first["state"] == "COMPLETE" and first["cut_short"] == "timeout" and first["value"] is not None
+    assert summary["n_trials"] == 1 and summary["states"]["COMPLETE"] == 1
+    assert "(cut by timeout at epoch" in result.stderr
 
 
 def test_threads_split_the_cores():
@@ -196,19 +199,20 @@ def test_a_worker_that_was_away_drops_its_result_and_goes_on(cli, write_config, 
 
     import tunekit.study.worker as search
     from tunekit.study.liveness import recover_dead_trials
+    from tunekit.study.trial import TrialJob
 
-    real_run_trial, calls = search.run_trial, []
+    real_train_alone, calls = TrialJob.train_alone, []
 
-    def paused_then_resumed(trial, config, space, study_dir, opts, deadline):
-        calls.append(trial.number)
+    def paused_then_resumed(self, ended=None):
+        calls.append(self.trial.number)
         if len(calls) == 1:
-            study = optuna.load_study(study_name="tiny", storage=search.open_storage(study_dir))
-            trial.set_user_attr("heartbeat", time.time() - 3600)  # looks dead to the others
+            study = optuna.load_study(study_name="tiny", storage=search.open_storage(self.study_dir))
+            self.trial.set_user_attr("heartbeat", time.time() - 3600)  # looks dead to the others
             assert recover_dead_trials(study, lambda line: None) == 1
-            return "COMPLETE", 0.5  # ...and then this worker wakes up with a result
-        return real_run_trial(trial, config, space, study_dir, opts, deadline)
+            return self.end(ended, outcome=("COMPLETE", 0.5))  # ...and then this worker wakes up with a result
+        return real_train_alone(self, ended)
 
-    monkeypatch.setattr(search, "run_trial", paused_then_resumed)
+    monkeypatch.setattr(TrialJob, "train_alone", paused_then_resumed)
     result = cli("search", write_config(), "--runs", runs, "--json")
     assert result.exit_code == 0, result.stderr
     assert "was closed by another worker while this one was unresponsive" in result.stderr
@@ -238,10 +242,11 @@ def test_a_finite_sampler_stops_the_search_when_it_has_covered_the_space(cli, wr
 
 def test_the_timeout_alarm_outside_a_trials_training_is_no_internal_error(cli, write_config, runs, monkeypatch):
     # The alarm (deadline + grace) lands while a trial is being built, where no trial code catches it.
+    import tunekit.study.alarm as alarm
     import tunekit.study.worker as worker
 
-    monkeypatch.setattr(worker, "ALARM_GRACE_S", 0.0)
-    monkeypatch.setattr(worker, "run_trial", lambda *args, **kwargs: time.sleep(30))
+    monkeypatch.setattr(alarm, "ALARM_GRACE_S", 0.0)
+    monkeypatch.setattr(worker, "train_jobs", lambda *args, **kwargs: time.sleep(30))
     result = cli("search", write_config(), "--runs", runs, "--timeout", "1s", "--json")
     assert result.exit_code == 0, result.stderr
     trials = json.loads(result.stdout)["trials"]

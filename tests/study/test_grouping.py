@@ -17,6 +17,7 @@ train: {epochs: 3, batch_size: 32}
 study:
   trials: 8
   population: 4
+  population_ramp: false  # whole populations from the first trial (the ramp is tested on its own)
   sampler: {name: random, seed: 0}
   pruner: {name: none}
 search:
@@ -159,11 +160,34 @@ def test_a_member_hung_inside_an_epoch_is_stopped_by_the_timeout_with_its_popula
     result = cli(
         "search", write_config(POP.replace("trials: 8", "trials: 4")), "--runs", runs, "--timeout", "3s", "--json"
     )
-    assert result.exit_code == 0, result.stderr  # only timeouts: the user asked it to stop
+    assert result.exit_code == 0, result.stderr
+    assert "internal error" not in result.stderr
     trials = json.loads(result.stdout)["trials"]
-    cut = [t for t in trials if t["state"] != "WAITING"]
-    assert len(cut) == 4 and {t["reason"] for t in cut} == {"timeout"}
-    assert len(trials) == 8  # each queued to run again
+    # Every member had finished an epoch: each is told its best epoch's value, marked as cut short,
+    # and counts (nothing is queued to run again).
+    assert len(trials) == 4 and {t["state"] for t in trials} == {"COMPLETE"}
+    assert trials[1]["cut_short"] == "timeout"
+    for t in trials:
+        curve = [json.loads(line) for line in (runs / "pop" / "trials" / f"{t['number']:05d}" / "metrics.jsonl").open()]
+        assert t["value"] == pytest.approx(max(e["val_accuracy"] for e in curve))
+        assert (t["cut_short"] == "timeout") == (len(curve) < 3)
+
+
+def test_members_cut_by_the_timeout_before_any_epoch_run_again(cli, write_config, runs, monkeypatch):
+    monkeypatch.setenv("TUNEKIT_FAULT", "1:build:hang")  # member 1 hangs while it is built
+    result = cli(
+        "search", write_config(POP.replace("trials: 8", "trials: 4")), "--runs", runs, "--timeout", "2s", "--json"
+    )
+    assert result.exit_code == 0, result.stderr  # only timeouts: the user asked it to stop
+    assert "internal error" not in result.stderr
+    trials = json.loads(result.stdout)["trials"]
+    cut = [t for t in trials if t["state"] == "FAIL"]
+    assert cut and {t["reason"] for t in cut} == {"timeout"} and "RUNNING" not in {t["state"] for t in trials}
+    assert len([t for t in trials if t["state"] == "WAITING"]) == len(cut)  # each queued to run again
+    monkeypatch.delenv("TUNEKIT_FAULT")
+    again = cli("search", write_config(POP.replace("trials: 8", "trials: 4")), "--runs", runs, "--json")
+    assert again.exit_code == 0, again.stderr
+    assert json.loads(again.stdout)["states"]["COMPLETE"] == 4  # the total is exact after the rerun
 
 
 def test_a_study_resumes_with_another_population_size(cli, write_config, runs):

@@ -231,3 +231,47 @@ def test_member_keys_are_numbers_init_and_schedule_not_shapes_or_flags():
             ["optimizer.name", "optimizer.nesterov", "model.hidden", "model.dropout", "train.batch_size", "loss.name"],
         )
     )
+
+
+def test_each_member_ends_as_soon_as_it_leaves_not_when_the_population_does():
+    """on_end[i] gets run i's outcome the moment it has one: a member whose callback raises at
+    epoch 1 is ended before the others' later epochs; the others end after their last epoch."""
+    events = []
+
+    class Stop(Exception):
+        pass
+
+    def on_epoch(i):
+        def callback(record):
+            events.append(("epoch", i, record.epoch))
+            if i == 1:
+                raise Stop(record.epoch)
+
+        return callback
+
+    def on_end(i):
+        return lambda outcome: events.append(("end", i, type(outcome).__name__))
+
+    cfgs = [config(**{"optimizer.lr": lr}) for lr in (0.05, 0.02, 0.01)]
+    _, results = together(
+        cfgs, [1, 2, 3], on_epoch=[on_epoch(i) for i in range(3)], on_end=[on_end(i) for i in range(3)]
+    )
+    assert isinstance(results[1], Stop) and all(not isinstance(r, Exception) for r in (results[0], results[2]))
+    assert events.index(("end", 1, "Stop")) < events.index(("epoch", 0, 2))
+    assert events[-2:] == [("end", 0, "FitResult"), ("end", 2, "FitResult")]
+    assert [e for e in events if e[0] == "end"] == [
+        ("end", 1, "Stop"),
+        ("end", 0, "FitResult"),
+        ("end", 2, "FitResult"),
+    ]
+
+
+def test_what_an_end_hook_raises_stops_the_population():
+    """A hook's error (the study's storage went away while telling) is not one member's outcome."""
+
+    def on_end(outcome):
+        raise OSError("storage gone")
+
+    cfgs = [config(**{"optimizer.lr": lr}) for lr in (0.05, 0.02)]
+    with pytest.raises(OSError, match="storage gone"):
+        together(cfgs, [1, 2], on_end=[on_end, None])

@@ -128,6 +128,9 @@ class StudySection(Strict):
     objectives: list[Objective] | None = None  # several objectives: a Pareto front instead of one best
     trials: int = Field(20, ge=1)
     population: int = Field(1, ge=1)  # trials trained together as one vectorized model (tunekit.train.vectorized)
+    # Start small: the first trials alone, then populations of 2, 4, ... up to `population`, so the
+    # first result is not held back by a whole population's epochs (false: `population` from the start).
+    population_ramp: bool = True
     # A trial whose worker died (killed, OOM-killed by the kernel) is run again at most this many
     # times, then fails with its reason: a config that kills its worker must not block the study.
     max_retries: int = Field(2, ge=0, le=100)

@@ -98,6 +98,10 @@ def report_table(summary: dict, console: Console, top: int = 10) -> None:
         _say(console, f"pruning: {s['pruning']}")
     if s.get("reasons"):
         _say(console, "failures: " + ", ".join(f"{r} x{n}" for r, n in s["reasons"].items()))
+    cut = [t["number"] for t in s.get("trials", []) if t.get("cut_short")]
+    if cut:
+        shown = ", ".join(f"#{n}" for n in cut[:8]) + (f" and {len(cut) - 8} more" if len(cut) > 8 else "")
+        _say(console, f"cut short by --timeout: {len(cut)} (complete with their best epoch so far: {shown})")
     best = s.get("best")
     if best:
         values = best["value"] if isinstance(best["value"], list) else [best["value"]]

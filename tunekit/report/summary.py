@@ -66,6 +66,8 @@ def trial_row(trial, space: SearchSpace | None = None) -> dict[str, Any]:
         if ended.get("duration_s") is not None
         else (trial.duration.total_seconds() if trial.duration else None),
         "best_epoch": ended.get("best_epoch"),
+        # COMPLETE, but stopped before its last epoch (by --timeout): its value is its best epoch so far.
+        "cut_short": ended.get("cut_short"),
     }
 
 

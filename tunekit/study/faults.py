@@ -1,6 +1,7 @@
 """A fault-injection switch for tests: make a chosen trial fail in a chosen way at a chosen epoch.
 
 TUNEKIT_FAULT="TRIAL:WHEN:ACTION[,TRIAL:WHEN:ACTION...]" with WHEN an epoch number, or one of
+  build    right after trial TRIAL's model was built, before its first epoch
   create   while the study is being created (TRIAL is ignored: use 0), between Optuna's create and tunekit's attributes
   ask      right after trial TRIAL was asked, before its worker claimed it
   tell     right after trial TRIAL was told, before best.yaml follows

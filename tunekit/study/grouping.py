@@ -3,7 +3,8 @@
 The first trial of a population is sampled freely. The others are asked with its shared values
 fixed (Optuna's enqueue_trial with partial params), so the sampler chooses only what members may
 differ in: optimizer numbers, init, schedule (tunekit.train.vectorized.is_member_key). Each trial is
-still its own Optuna trial: it reports every epoch, is pruned alone, and is told its own outcome.
+still its own Optuna trial: it reports every epoch, is pruned alone, and is told its own outcome
+the moment it ends (fit_population's on_end hook), not when its population's last member ends.
 
 Trials that cannot share (a queued retry with other values, an optimizer without a vectorized
 form, batch norm) are trained one at a time, as without a population.
@@ -12,12 +13,14 @@ form, batch norm) are trained one at a time, as without a population.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import optuna
 
 from tunekit import reasons
 from tunekit.components.samplers import queue_next, space_is_finite
+from tunekit.study.alarm import shielded
 from tunekit.study.closing import close_failed
 from tunekit.study.trial import TrialJob
 from tunekit.train.vectorized import fit_population, is_member_key, why_not
@@ -80,83 +83,96 @@ def shared_part(raw: dict[str, Any]) -> str:
     return json.dumps(kept, sort_keys=True, default=str)
 
 
-def train_jobs(jobs: list[TrialJob], log, told: set[str]) -> list[tuple[str, Any]]:
-    """Train the asked trials, together where they can; returns each one's (state, value or reason), in order.
-    `told`: why-nots already logged by this worker (each is said once, not once per population)."""
-    outcomes: dict[int, tuple[str, Any]] = {}
-    groups: dict[str, list[int]] = {}
-    for i, job in enumerate(jobs):
+Ended = Callable[[TrialJob, str, Any], None]
+
+
+def train_jobs(jobs: list[TrialJob], log, told: set[str], ended: Ended) -> None:
+    """Train the asked trials, together where they can. Each one's (state, value or reason) goes to
+    `ended` as soon as it is known, so a member pruned at epoch 3 is told at epoch 3 and its result
+    is not held back until its population ends. `told`: why-nots already logged by this worker
+    (each is said once, not once per population)."""
+    groups: dict[str, list[TrialJob]] = {}
+    for job in jobs:
         if job.problem:
-            outcomes[i] = job.fail(reasons.ERROR, job.problem)
+            job.end(ended, outcome=job.fail(reasons.ERROR, job.problem))
         else:
-            groups.setdefault(shared_part(job.raw), []).append(i)
-    for members in groups.values():
-        for i, outcome in zip(members, _train_group([jobs[i] for i in members], log, told)):
-            outcomes[i] = outcome
-    return [outcomes[i] for i in range(len(jobs))]
+            groups.setdefault(shared_part(job.raw), []).append(job)
+    for group in groups.values():
+        _train_group(group, log, told, ended)
 
 
-def _train_group(group: list[TrialJob], log, told: set[str]) -> list[tuple[str, Any]]:
+def _train_group(group: list[TrialJob], log, told: set[str], ended: Ended) -> None:
 
     if len(group) == 1:
-        return [group[0].train_alone()]
-    outcomes: dict[int, tuple[str, Any]] = {}
+        group[0].train_alone(ended)
+        return
     try:
-        built, split, blocked = [], None, None
-        for i, job in enumerate(group):
+        built, split, blocked, failed = [], None, None, set()
+        for job in group:
             try:
                 split = job.build(split).split  # one copy of the data on the device for all members
             except Exception as exc:
-                outcomes[i] = job.conclude(exc=exc)
+                failed.add(id(job))
+                job.end(ended, exc=exc)
                 continue
-            built.append(i)
+            built.append(job)
             blocked = why_not(job.run) if len(built) == 1 else blocked
             if blocked is not None:
                 break  # the first member decides for all: the others need not be built to train alone
-        members = [group[i] for i in built]
-        if blocked is not None or len(members) < 2:
+        if blocked is not None or len(built) < 2:
             if blocked is not None and blocked[1] not in told:
                 told.add(blocked[1])
                 log(f"trials {', '.join(str(j.trial.number) for j in group)} train one at a time: {blocked[1]}")
-            for i, job in enumerate(group):
-                if i not in outcomes:
+            for job in group:
+                if id(job) not in failed:
                     job.release()
-                    outcomes[i] = job.train_alone()
-        else:
-            shuffle_seed = members[0].seed
-            results = fit_population(
-                [j.run for j in members],
-                shuffle_seed=shuffle_seed,
-                monitor=members[0].monitor,
-                direction=members[0].direction,
-                on_epoch=[j.on_epoch for j in members],
-            )
-            if _out_of_memory_at_once(members, results):
-                # K copies of a model that fits once may not fit K times: try the population in halves,
-                # down to single trials (which then fail as oom like any trial), before failing anyone.
-                log(
-                    f"a population of {len(members)} ran out of memory before its first epoch ended: training it in halves"
-                )
-                for job in members:
-                    job.release()
-                half = len(members) // 2
-                halves = _train_group(members[:half], log, told) + _train_group(members[half:], log, told)
-                outcomes.update(zip(built, halves))
-            else:
-                for job in members[1:]:  # so that `train --best` can order batches as this trial saw them
-                    job.trial.set_user_attr("shuffle_seed", shuffle_seed)
-                for i, job, result in zip(built, members, results):
-                    outcomes[i] = (
-                        job.conclude(exc=result) if isinstance(result, BaseException) else job.conclude(result)
-                    )
+                    job.train_alone(ended)
+            return
+        _train_population(built, log, told, ended)
     finally:
         for job in group:
             job.release()
-    return [outcomes[i] for i in range(len(group))]
 
 
-def _out_of_memory_at_once(members: list[TrialJob], results: list) -> bool:
-    """Did the shared training step run out of memory before any member finished an epoch?"""
-    return all(isinstance(r, BaseException) and "out of memory" in str(r).lower() for r in results) and not any(
-        job.epochs_seen for job in members
+def _train_population(members: list[TrialJob], log, told: set[str], ended: Ended) -> None:
+    shuffle_seed = members[0].seed
+    with shielded():
+        for job in members[1:]:  # so that `train --best` can order batches as this trial saw them
+            job.trial.set_user_attr("shuffle_seed", shuffle_seed)
+    held: dict[int, BaseException] = {}  # out of memory before any epoch: maybe the population is too big
+
+    def on_end(job: TrialJob):
+        def end(result) -> None:
+            if isinstance(result, BaseException) and "out of memory" in str(result).lower() and not job.epochs_seen:
+                held[id(job)] = result
+                return
+            if isinstance(result, BaseException):
+                job.end(ended, exc=result)
+            else:
+                job.end(ended, result)
+
+        return end
+
+    fit_population(
+        [j.run for j in members],
+        shuffle_seed=shuffle_seed,
+        monitor=members[0].monitor,
+        direction=members[0].direction,
+        on_epoch=[j.on_epoch for j in members],
+        on_end=[on_end(j) for j in members],
     )
+    if len(held) == len(members) and len(members) > 1:
+        # K copies of a model that fits once may not fit K times: try the population in halves,
+        # down to single trials (which then fail as oom like any trial), before failing anyone.
+        log(f"a population of {len(members)} ran out of memory before its first epoch ended: training it in halves")
+        with shielded():
+            for job in members:
+                job.release()
+                job.trial.set_user_attr("shuffle_seed", job.seed)  # until a half's population says otherwise
+        half = len(members) // 2
+        _train_group(members[:half], log, told, ended)
+        _train_group(members[half:], log, told, ended)
+        return
+    for job in members:
+        if id(job) in held:
+            job.end(ended, exc=held[id(job)])

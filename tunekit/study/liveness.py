@@ -79,6 +79,11 @@ class Heartbeat:
             with self._lock:
                 self._running.difference_update(trial_ids)
 
+    def release(self, trial_ids: list[int]) -> None:
+        """These trials are about to be told: stop beating for them (a beat in flight is waited for)."""
+        with self._lock:
+            self._running.difference_update(trial_ids)
+
     def _beat(self) -> None:
         while not self._stop.wait(self.interval):
             with self._lock:

@@ -44,6 +44,7 @@ _FREE_TO_CHANGE = {
     "name",
     "study.trials",
     "study.population",
+    "study.population_ramp",
     "study.max_retries",
     "study.heartbeat",
     "train.device",

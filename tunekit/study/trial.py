@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from tunekit import reasons
+from tunekit.components.metrics import better
 from tunekit.config.derive import CONFIG_FROM, base_key, derive, dropped_keys
 from tunekit.config.paths import apply_params
 from tunekit.config.sections import Config, check_sections
@@ -25,6 +26,7 @@ from tunekit.config.space import SearchSpace
 from tunekit.config.yaml_io import dump_yaml
 from tunekit.runs import StudyDir, append_jsonl, write_text
 from tunekit.study import faults
+from tunekit.study.alarm import shielded
 from tunekit.study.liveness import raise_if_storage_lost
 from tunekit.study.options import TimedOut
 from tunekit.study.storage import storage_lost
@@ -54,7 +56,7 @@ def objectives_of(config: Config) -> list[tuple[str, str]]:
 
 class TrialJob:
     """One trial from sampled values to outcome, in steps, so that a trial can be trained alone
-    (`run_trial`) or as a member of a population (tunekit.study.grouping) and end the same way.
+    (`train_alone`) or as a member of a population (tunekit.study.grouping) and end the same way.
 
     Constructing it samples the trial's values and writes its concrete config; `build` makes its
     Run; `on_epoch` is its epoch callback; `conclude` turns a FitResult or the exception that ended
@@ -69,7 +71,7 @@ class TrialJob:
         opts: SearchOptions,
         deadline: float | None,
     ):
-        self.trial, self.opts, self.deadline = trial, opts, deadline
+        self.trial, self.opts, self.deadline, self.study_dir = trial, opts, deadline, study_dir
         self.started = time.perf_counter()
         values = space.sample(trial)
         raw = apply_params(config.raw, values)
@@ -89,7 +91,9 @@ class TrialJob:
         self.report = len(self.objectives) == 1 and config.pruner.name != "none"
         self.faults_planned = bool(os.environ.get("TUNEKIT_FAULT"))
         self.epochs_seen = 0
-        self.run = None
+        # The best epoch so far, as the trainer's ledger picks it: what a trial cut short by --timeout is told.
+        self.best_epoch, self.best_metrics = 0, None
+        self.run, self.n_params = None, float("nan")
         self.tracking, self.track_key = opts.tracking, trial_key(trial.number)
         if self.tracking:
             self.tracking.trial_started(self.track_key, trial.number, space.values_from(trial.params))
@@ -100,15 +104,32 @@ class TrialJob:
         self.run = build_run(
             self.config, resolve_device(self.opts.device or self.config.train.device), self.seed, split=split
         )
+        self.n_params = float(sum(p.numel() for p in self.run.model.parameters()))
+        if self.faults_planned:
+            faults.fire(self.trial.number, "build", self.run.model)
         return self.run
 
     def on_epoch(self, record) -> None:
+        with shielded():  # the --timeout alarm waits until the epoch is recorded and reported
+            self._record(record)
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise TimedOut(record.epoch)  # --timeout bounds the running trial too, at its next epoch
+        raise_if_storage_lost()
+        if self.faults_planned:
+            faults.fire(self.trial.number, record.epoch, self.run.model)
+
+    def _record(self, record) -> None:
         self.epochs_seen += 1
         trial, opts, monitor = self.trial, self.opts, self.monitor
+        value = record.metrics.get(monitor)
+        ranked = record.metrics.get(monitor, record.metrics["train_loss"])  # as the ledger ranks epochs
+        if self.best_metrics is None or better(
+            ranked, self.best_metrics.get(monitor, self.best_metrics["train_loss"]), self.direction
+        ):
+            self.best_epoch, self.best_metrics = record.epoch, dict(record.metrics)
         append_jsonl(self.metrics_path, record.to_json())
         if self.tracking:
             self.tracking.epoch(self.track_key, record.epoch, record.metrics)
-        value = record.metrics.get(monitor)
         opts.emit(kind="epoch", trial=trial.number, epoch=record.epoch, value=value)
         if opts.verbose:
             m = record.metrics
@@ -121,16 +142,15 @@ class TrialJob:
             trial.report(value, record.epoch)
             if trial.should_prune():
                 raise _Pruned(record.epoch)
-        if self.deadline is not None and time.monotonic() > self.deadline:
-            raise TimedOut(record.epoch)  # --timeout bounds the running trial too, at its next epoch
-        raise_if_storage_lost()
-        if self.faults_planned:
-            faults.fire(trial.number, record.epoch, self.run.model)
 
     def conclude(self, result=None, exc: BaseException | None = None) -> tuple[str, Any]:
         """The outcome of training that returned `result` or raised `exc`. Re-raises what is not the
-        trial's own failure: KeyboardInterrupt, and a full disk (the study's problem: stop, don't fail every trial after)."""
+        trial's own failure: KeyboardInterrupt, and a full disk (the study's problem: stop, don't fail every trial after).
+        The --timeout alarm does not land here: what is written about the trial is written whole."""
+        with shielded():
+            return self._conclude(result, exc)
 
+    def _conclude(self, result=None, exc: BaseException | None = None) -> tuple[str, Any]:
         trial, started = self.trial, self.started
         if exc is not None:
             if isinstance(exc, _Pruned):
@@ -144,7 +164,7 @@ class TrialJob:
                 )
                 return "PRUNED", None
             if isinstance(exc, TimedOut):
-                return self.fail(reasons.TIMEOUT, f"--timeout reached at epoch {exc.args[0]}")
+                return self._timed_out(exc.args[0] if exc.args else "mid-epoch")
             if isinstance(exc, Diverged):
                 if exc.record is not None:  # the epoch that went wrong, with why, closes the trial's metrics
                     append_jsonl(self.metrics_path, {**exc.record.to_json(), "stopped": exc.reason})
@@ -161,12 +181,20 @@ class TrialJob:
                 traceback.print_exception(exc)
             return self.fail(reason, detail)
 
+        return self._complete(result.best, result.best_epoch, len(result.history))
+
+    def _timed_out(self, where) -> tuple[str, Any]:
+        """--timeout stopped the trial: with a finished epoch it is told its best epoch's value (marked
+        `cut_short`), without one it fails `timeout` and runs again on the next run."""
+        if self.best_metrics is None:
+            return self.fail(reasons.TIMEOUT, f"--timeout reached at epoch {where}")
+        cut = reasons.TIMEOUT if self.epochs_seen < self.config.train.epochs else None  # else it had every epoch
+        return self._complete(self.best_metrics, self.best_epoch, self.epochs_seen, cut_short=cut)
+
+    def _complete(self, best: dict, best_epoch: int, epochs_run: int, cut_short: str | None = None) -> tuple[str, Any]:
+        trial, started = self.trial, self.started
         duration = time.perf_counter() - started
-        measured = {
-            **result.best,
-            "params": float(sum(p.numel() for p in self.run.model.parameters())),
-            "train_time": duration,
-        }
+        measured = {**best, "params": self.n_params, "train_time": duration}
         values = [measured.get(metric) for metric, _ in self.objectives]
         for (metric, _), value in zip(self.objectives, values):
             if value is None or not math.isfinite(value):
@@ -176,29 +204,40 @@ class TrialJob:
             "result",
             {
                 "duration_s": round(duration, 3),
-                "best_epoch": result.best_epoch,
-                "epochs_run": len(result.history),
-                "metrics": {k: float(v) for k, v in result.best.items()},
+                "best_epoch": best_epoch,
+                "epochs_run": epochs_run,
+                "metrics": {k: float(v) for k, v in best.items()},
                 **self.derived,
+                # Stopped before its last epoch by this (only `timeout`): its value is its best epoch so far.
+                **({"cut_short": cut_short} if cut_short else {}),
             },
         )
         return "COMPLETE", float(values[0]) if len(values) == 1 else [float(v) for v in values]
 
-    def train_alone(self) -> tuple[str, Any]:
-
+    def train_alone(self, ended=None) -> tuple[str, Any]:
+        """Build and train this trial on its own; its outcome goes to `ended(job, state, outcome)` too."""
         if self.problem:
-            return self.fail(reasons.ERROR, self.problem)
+            return self.end(ended, outcome=self.fail(reasons.ERROR, self.problem))
         try:
             self.build()
             result = fit(
                 self.run, seed=self.seed, monitor=self.monitor, direction=self.direction, on_epoch=self.on_epoch
             )
         except Exception as exc:
-            return self.conclude(exc=exc)
+            return self.end(ended, exc=exc)
         else:
-            return self.conclude(result)
+            return self.end(ended, result)
         finally:
             self.release()
+
+    def end(self, ended, result=None, exc: BaseException | None = None, outcome=None) -> tuple[str, Any]:
+        """Conclude the trial and hand its outcome to `ended` (when given) as one step: the --timeout
+        alarm does not land between the two, so a trial is never concluded one way and told another."""
+        with shielded():
+            outcome = outcome or self.conclude(result, exc)
+            if ended is not None:
+                ended(self, *outcome)
+        return outcome
 
     def fail(self, reason: str, detail: str) -> tuple[str, str]:
         return _fail(self.trial, reason, detail, self.started, self.derived)
@@ -220,13 +259,6 @@ def derivation(trial, base: dict, values: dict[str, Any], raw: dict) -> dict:
         trial.set_user_attr("config", raw)
         return {}
     return {CONFIG_FROM: {"base": base_key(base), **({"drop": drop} if drop else {})}}
-
-
-def run_trial(
-    trial, config: Config, space: SearchSpace, study_dir: StudyDir, opts: SearchOptions, deadline: float | None
-) -> tuple[str, Any]:
-    """Train one trial alone. Returns (state name, value or reason). KeyboardInterrupt propagates."""
-    return TrialJob(trial, config, space, study_dir, opts, deadline).train_alone()
 
 
 def release_gpu_memory() -> None:

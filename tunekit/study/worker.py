@@ -8,7 +8,6 @@ import contextlib
 import fcntl
 import json
 import os
-import signal
 import sys
 import time
 import warnings
@@ -25,10 +24,11 @@ from tunekit.report.summary import outcome as outcome_of
 from tunekit.report.summary import pick_best
 from tunekit.runs import StudyDir, open_lock
 from tunekit.study import faults
+from tunekit.study.alarm import armed
 from tunekit.study.closing import close_failed, closed_elsewhere, is_disk_full, retry_later, tell
 from tunekit.study.grouping import ask_population, train_jobs
 from tunekit.study.liveness import Heartbeat, Tally, claim, recover_dead_trials
-from tunekit.study.options import SearchOptions, TimedOut, main_thread
+from tunekit.study.options import SearchOptions, TimedOut
 from tunekit.study.session import open_tracking
 from tunekit.study.stopping import Stop
 from tunekit.study.storage import (
@@ -41,7 +41,7 @@ from tunekit.study.storage import (
     storage_timeout,
     trial_id,
 )
-from tunekit.study.trial import objectives_of, run_trial
+from tunekit.study.trial import TrialJob, objectives_of
 from tunekit.track.tracking import trial_key
 from tunekit.train.build import warm_up
 
@@ -161,32 +161,37 @@ def _loop(
                 continue
             trials, jobs = taken
             started = time.perf_counter()
+            pending = list(trials)  # taken and not told yet: what an exception below must close
+
+            def finish(trial, state: str, outcome: Any, pending=pending, started=started) -> None:
+                """Tell one trial as soon as it ends (a pruned member of a population, at its epoch)."""
+                beats.release([trial_id(trial)])  # no heartbeat lands on a told trial
+                tell(study, study_dir, trial, state, outcome, lambda: tally.refresh().best())
+                pending.remove(trial)
+                track_outcome(opts.tracking, trial, state, outcome, config, space)
+                tally.refresh()
+                finished, best = tally.finished(), tally.best()
+                duration = time.perf_counter() - started
+                metric = config.study.metric
+                if opts.events is None:
+                    params = space.values_from(trial.params)
+                    line = progress_line(finished, target, trial, state, outcome, study, metric, duration, params, best)
+                    opts.log(label + line)
+                else:
+                    opts.emit(
+                        kind="end",
+                        trial=trial.number,
+                        state=state,
+                        what=outcome_text(trial, state, outcome, study, metric),
+                        best=best_text(study, best),
+                        done=finished,
+                        target=target,
+                        duration=duration,
+                    )
+
+            trials = pending
             try:
-                outcomes = _train(beats, trials, jobs, config, space, study_dir, opts, deadline, told)
-                for trial, (state, outcome) in zip(trials, outcomes):
-                    tell(study, study_dir, trial, state, outcome, lambda: tally.refresh().best())
-                    track_outcome(opts.tracking, trial, state, outcome, config, space)
-                    tally.refresh()
-                    finished, best = tally.finished(), tally.best()
-                    duration = time.perf_counter() - started
-                    metric = config.study.metric
-                    if opts.events is None:
-                        params = space.values_from(trial.params)
-                        line = progress_line(
-                            finished, target, trial, state, outcome, study, metric, duration, params, best
-                        )
-                        opts.log(label + line)
-                    else:
-                        opts.emit(
-                            kind="end",
-                            trial=trial.number,
-                            state=state,
-                            what=outcome_text(trial, state, outcome, study, metric),
-                            best=best_text(study, best),
-                            done=finished,
-                            target=target,
-                            duration=duration,
-                        )
+                _train(beats, trials, jobs, config, space, study_dir, opts, deadline, told, finish)
             except KeyboardInterrupt:
                 for trial in trials:
                     retry_later(study, trial)
@@ -280,7 +285,7 @@ def _take_next(
                 f"stopping at {done} of {target} trials"
             )
             return None
-        size = min(config.study.population, target - done)
+        size = population_size(config.study.population, done, target, ramp=config.study.population_ramp)
         if size == 1:
             # Read again: queue_next may just have queued a grid point.
             trials, jobs = [ask(study, queued=tally.refresh().queued())], None
@@ -290,6 +295,15 @@ def _take_next(
         faults.fire_at("ask", trials[0].number)
         claim(storage_of(study), [trial_id(trial) for trial in trials])
         return trials, jobs
+
+
+def population_size(population: int, done: int, target: int, ramp: bool = True) -> int:
+    """How many trials to take together now. A member that runs all its epochs is told when its
+    population's last epoch ends, and K members take longer per epoch than one trial: so with `ramp`
+    (study.population_ramp, the default) the study's first trial runs alone (its first result comes
+    as soon as a lone trial's would, and the sampler and pruner start learning), then populations
+    double, each no bigger than the trials already counted (1, 1, 2, 4, 8, ...), up to `population`."""
+    return max(1, min(population, target - done, done if ramp else population))
 
 
 def _train(
@@ -302,17 +316,32 @@ def _train(
     opts: SearchOptions,
     deadline: float | None,
     told: set[str],
-) -> list[tuple[str, Any]]:
-    """Train the taken trials (alone, or as populations) with their heartbeats and the --timeout alarm on."""
+    finish,
+) -> None:
+    """Train the taken trials (alone, or as populations) with their heartbeats and the --timeout
+    alarm on, each told by `finish(trial, state, outcome)` as soon as it ends. `trials`: those not
+    told yet (finish takes them out)."""
+    jobs = list(jobs or [])
+
+    def ended(job: TrialJob, state: str, outcome: Any) -> None:
+        finish(job.trial, state, outcome)
+
     try:
-        with beats.running([trial_id(trial) for trial in trials]), _alarm(deadline):
-            if jobs is None:
-                return [run_trial(trials[0], config, space, study_dir, opts, deadline)]
-            return train_jobs(jobs, opts.log, told)
+        with beats.running([trial_id(trial) for trial in trials]), armed(deadline):
+            if not jobs:
+                jobs.append(TrialJob(trials[0], config, space, study_dir, opts, deadline))
+            train_jobs(jobs, opts.log, told, ended)
     except TimedOut:
-        # The alarm landed outside a trial's own training (while building it, or winding a population
-        # down), where no trial turns it into an outcome. Nothing was told yet: all of them run again.
-        return [("FAIL", reasons.TIMEOUT) for _ in trials]
+        # The alarm landed outside a trial's own training (while building it, or between two of a
+        # population's members), where no trial turned it into an outcome: each trial left is told
+        # as timed out here, its best epoch its value if it finished one (else it runs again).
+        by_trial = {job.trial.number: job for job in jobs}
+        for trial in list(trials):
+            job = by_trial.get(trial.number)
+            if job is None:
+                finish(trial, "FAIL", reasons.TIMEOUT)
+            else:
+                job.end(ended, exc=TimedOut("mid-epoch"))
 
 
 def progress_line(
@@ -340,7 +369,10 @@ def outcome_text(trial, state: str, outcome: Any, study, metric: str) -> str:
         names = [o["metric"] for o in study.user_attrs.get("tunekit.objectives", [])]
         return " ".join(f"{n}={v:.4g}" for n, v in zip(names, outcome))
     if state == "COMPLETE":
-        return f"{metric}={outcome:.4f}"
+        cut = outcome_of(trial).get("cut_short")
+        return f"{metric}={outcome:.4f}" + (
+            f" (cut by {cut} at epoch {outcome_of(trial).get('epochs_run')})" if cut else ""
+        )
     if state == "FAIL":
         return f"reason={outcome}"
     return f"pruned at epoch {outcome_of(trial).get('pruned_at_epoch', '?')}"
@@ -361,26 +393,3 @@ def _short(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.3g}"
     return json.dumps(v) if isinstance(v, (list, dict)) else str(v)
-
-
-ALARM_GRACE_S = 2.0
-
-
-@contextlib.contextmanager
-def _alarm(deadline: float | None):
-    """Stop a trial stuck inside an epoch (the epoch-end check never comes) shortly after --timeout.
-    SIGALRM works in the main thread only; elsewhere the epoch-end check is all there is."""
-    if deadline is None or not main_thread():
-        yield
-        return
-
-    def expired(signum, frame):
-        raise TimedOut("mid-epoch")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, max(0.01, deadline - time.monotonic() + ALARM_GRACE_S))
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)

@@ -389,12 +389,15 @@ def fit_population(
     monitor: str,
     direction: str,
     on_epoch: Sequence[Callable[[EpochRecord], None] | None] | None = None,
+    on_end: Sequence[Callable[[FitResult | Exception], None] | None] | None = None,
     diagnostics: Diagnostics | None = None,
     epochs: int | None = None,
 ) -> list[FitResult | Exception]:
     """Train runs that share an architecture together. Returns, per run, its FitResult (its model
     holding its best epoch, as after `fit`) or the exception that ended it: Diverged, whatever its
     callback raised, or an error during a shared step (every member still training gets that one).
+    `on_end[i]` is called with run i's outcome as soon as it has one (a member pruned at epoch 3 is
+    done at epoch 3, not when the last member ends); what it raises propagates and stops the population.
     KeyboardInterrupt propagates. Every run must pass `why_not` and share config except member keys."""
     first = runs[0]
     cfg = first.config.train
@@ -406,6 +409,12 @@ def fit_population(
     ]
     outcomes: list[FitResult | Exception | None] = [None] * len(runs)
     active = list(range(len(runs)))  # run index per stack row
+    enders = list(on_end) if on_end is not None else [None] * len(runs)
+
+    def settle(row: int, outcome: FitResult | Exception) -> None:
+        outcomes[row] = outcome
+        if enders[row] is not None:
+            enders[row](outcome)
 
     split, device = first.split, first.device
     X, y = split.X_train, split.y_train
@@ -427,7 +436,13 @@ def fit_population(
     try:
         stack = _Stack(runs)
     except Exception as exc:
-        return [exc] * len(runs)
+        failed = exc
+    else:
+        failed = None
+    if failed is not None:
+        for row in active:
+            settle(row, failed)
+        return outcomes
     for r in runs:
         r.model.train()
 
@@ -465,8 +480,10 @@ def fit_population(
             norms_by_row = torch.stack([layer_squares[k] for k in layers], dim=1).sqrt().tolist()
             clipped_by_row = clipped_squares.sqrt().tolist() if clip else [None] * len(active)
         except Exception as exc:  # out of memory, the --timeout alarm: the whole population stops
+            failed = exc
+        if failed is not None:
             for row in active:
-                outcomes[row] = exc
+                settle(row, failed)
             return outcomes
 
         stack.to_members()
@@ -474,11 +491,12 @@ def fit_population(
         for position, row in enumerate(active):
             norms = dict(zip(layers, norms_by_row[position]))
             try:
-                if ledgers[row].close_epoch(epoch, train_losses[position], norms, started, clipped_by_row[position]):
-                    outcomes[row] = ledgers[row].result()
-                    continue
+                stop = ledgers[row].close_epoch(epoch, train_losses[position], norms, started, clipped_by_row[position])
             except Exception as exc:
-                outcomes[row] = exc
+                settle(row, exc)
+                continue
+            if stop:
+                settle(row, ledgers[row].result())
                 continue
             staying.append(position)
         if not staying:
@@ -490,7 +508,7 @@ def fit_population(
 
     for row in active:
         if outcomes[row] is None:
-            outcomes[row] = ledgers[row].result()
+            settle(row, ledgers[row].result())
     return outcomes
 
 
