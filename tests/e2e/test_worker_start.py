@@ -145,3 +145,52 @@ def test_worker_0_killed_while_preparing_ends_the_search_without_a_hang(tmp_path
     )
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["states"]["COMPLETE"] == 3
+
+
+def _first_worker(proc) -> int:
+    deadline = time.time() + 60
+    while not _workers(proc.pid):
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.005)
+    return _workers(proc.pid)[0]
+
+
+def test_a_ctrl_c_while_worker_0_is_still_starting_is_130_not_exit_5(tmp_path):
+    # Found by attack: on a loaded machine worker 0 may still be starting its interpreter (or
+    # unpickling, importing tunekit) when the user presses Ctrl-C. The terminal's SIGINT reaches it
+    # there and it dies (-2, or 1 from site import); the parent, which took the same Ctrl-C as a
+    # graceful stop, then reports `error: worker 0 exited with code 1; the study is saved` and exit 5.
+    # SIGSTOP makes that window certain here.
+    proc, runs = _launch(tmp_path, TINY)
+    leader = _first_worker(proc)
+    os.kill(leader, signal.SIGSTOP)
+    time.sleep(3)  # the parent is waiting for worker 0's `ready`
+    os.killpg(proc.pid, signal.SIGINT)
+    time.sleep(0.2)
+    os.kill(leader, signal.SIGCONT)
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 130, err
+    assert "exited with code" not in err and "Traceback" not in err, err
+
+
+def test_sigterm_to_the_parent_just_after_it_spawned_leaves_no_worker_traceback(tmp_path):
+    # Found by attack: a SIGTERM (or SIGINT) that reaches the parent between `_spawn` and the `try:`
+    # of search_in_workers (it is importing optuna there; ~0.5-2 s on a busy machine) is raised
+    # outside every handler: the workers are never told, and each prints a multiprocessing
+    # traceback (EOFError at `inbox.recv()`, or FileNotFoundError rebuilding the queue's SemLock).
+    # Once (not reproduced since) the parent then hung in atexit joining worker 0 until killed.
+    proc, runs = _launch(tmp_path, TINY)
+    deadline = time.time() + 60
+    while len(_workers(proc.pid)) < 2:
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.005)
+    workers = _workers(proc.pid)
+    os.kill(proc.pid, signal.SIGSTOP)  # the parent, just after its second p.start()
+    time.sleep(4)
+    os.kill(proc.pid, signal.SIGTERM)
+    os.kill(proc.pid, signal.SIGCONT)
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err, err
+    time.sleep(1)
+    assert not any(_alive(w) for w in workers)
