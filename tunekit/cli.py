@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 
 from tunekit import __version__  # the package root imports nothing heavy: --version stays fast
-from tunekit.errors import TunekitError
+from tunekit.errors import TunekitError, os_error
 
 app = typer.Typer(
     name="tunekit",
@@ -111,16 +111,15 @@ def _guarded(fn: Callable) -> Callable:
         except OSError as exc:
             if _closed_pipe(exc):
                 _reader_left()
-            if exc.errno != errno.ENOSPC:
+            known = os_error(exc)
+            if known is None:
                 if _state["debug"]:
                     raise
                 _err(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)")
                 raise typer.Exit(1) from None
-            _err(
-                f"error: disk full{f' writing {exc.filename}' if exc.filename else ''}; files written so far are intact "
-                "(hint: free space, then rerun the same command; `tunekit search ... --repair` mends a torn journal)"
-            )
-            raise typer.Exit(5) from None
+            for line in known.lines():
+                _err(f"error: {line}")
+            raise typer.Exit(known.exit_code) from None
         except typer.Exit:
             raise
         except Exception as exc:

@@ -6,6 +6,7 @@ Anything else that escapes is an internal error (exit 1).
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 
 
@@ -81,6 +82,28 @@ class StateError(TunekitError):
 
 class DiskFull(StateError):
     """No space left while writing a file; the previous version of that file is intact."""
+
+
+def os_error(exc: OSError) -> TunekitError | None:
+    """An OSError a user's machine causes, as the one-line error they get: a full disk (exit 5), a
+    folder tunekit may not write (exit 4). None for anything else (an internal error)."""
+    if exc.errno == errno.ENOSPC:
+        return disk_full(exc)
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        where = f" {exc.filename}" if exc.filename else ""
+        return DataError(
+            f"cannot write{where}: {exc.strerror}", "choose a writable --runs folder, or fix its permissions"
+        )
+    return None
+
+
+def disk_full(exc: OSError) -> DiskFull:
+    """A raw ENOSPC (a journal append, a library's own write) as the one-line error a user gets."""
+    where = f" writing {exc.filename}" if exc.filename else ""
+    return DiskFull(
+        f"disk full{where}; files written so far are intact",
+        "free space, then rerun the same command; `tunekit search ... --repair` mends a torn journal",
+    )
 
 
 class AllTrialsFailed(TunekitError):

@@ -250,12 +250,20 @@ ROWS = [
         "invalid study name ''",
     ),
     (
-        "config-name-bad",
+        "config-name-bad",  # in the file: a config problem (exit 3) at its line, and `validate` says it too
         cfg(GOOD.replace("name: bad", "name: ../../x")),
         ["search", "c.yaml"],
-        2,
-        "invalid study name '../../x'",
+        3,
+        "c.yaml:1: name: invalid study name '../../x'",
     ),
+    (
+        "config-name-bad-validate",
+        cfg(GOOD.replace("name: bad", "name: ../../x")),
+        ["validate", "c.yaml"],
+        3,
+        "c.yaml:1: name: invalid study name '../../x'",
+    ),
+    ("search-empty-study-name", cfg(GOOD), ["search", "c.yaml", "--study", ""], 2, "invalid study name ''"),
     (
         "plugin-not-allowed",
         cfg(GOOD.replace("data: {name: iris}", "data: {name: 'os:system'}")),

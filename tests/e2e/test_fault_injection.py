@@ -221,3 +221,30 @@ def test_full_disk_keeps_every_trial_and_the_rerun_reaches_the_exact_total(tmp_p
             subprocess.run(["rm", "-rf", str(disk / "runs")], check=True)
     finally:
         subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_full_disk_with_workers_and_a_read_only_runs_are_one_line_each(tmp_path):
+    """With --workers a full disk under a journal append is the one-process line (exit 5), not a
+    worker's traceback; a read-only --runs is exit 4 naming the folder, not an internal error."""
+    disk = tmp_path / "disk"
+    _tmpfs(disk, "4m")
+    try:
+        (disk / "c.yaml").write_text(CONFIG)
+        free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+        (disk / "filler").write_bytes(b"\0" * max(0, free - 48 * 1024))
+        full = tunekit(disk, "search", "c.yaml", "--runs", "runs", "--workers", "2")
+        assert full.returncode in (0, 5), full.stderr
+        assert "Traceback" not in full.stderr and "internal error" not in full.stderr, full.stderr
+        if full.returncode == 5:
+            assert "error: disk full" in full.stderr or "error: [w" in full.stderr, full.stderr
+        (disk / "filler").unlink()
+        subprocess.run(["rm", "-rf", str(disk / "runs")], check=True)
+        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+        for workers in ("1", "2"):
+            ro = tunekit(disk, "search", "c.yaml", "--runs", "runs", "--workers", workers)
+            assert ro.returncode == 4, ro.stderr
+            assert "error: cannot write" in ro.stderr and "runs" in ro.stderr and "Traceback" not in ro.stderr, (
+                ro.stderr
+            )
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)

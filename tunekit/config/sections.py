@@ -22,8 +22,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
-from tunekit.errors import Problem
+from tunekit.errors import Problem, UsageError
 from tunekit.registry import Registry, UnknownName, did_you_mean
+from tunekit.runs import check_study_name
 
 STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 
@@ -543,6 +544,11 @@ def check_sections(raw: dict[str, Any]) -> tuple[Config | None, list[Problem]]:
     name = raw.get("name")
     if name is not None and not isinstance(name, str):
         problems.append(Problem("name", f"must be a string, got {name!r}"))
+    elif name is not None:
+        try:
+            check_study_name(name)  # the study folder is named after it: in the file, so exit 3 like any key
+        except UsageError as exc:
+            problems.append(Problem("name", exc.message, hint=exc.hint))
     seed = raw.get("seed", 0)
     if type(seed) is not int or seed < 0:
         problems.append(Problem("seed", f"must be a non-negative integer, got {str(seed)[:40]}"))

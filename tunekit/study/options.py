@@ -64,7 +64,9 @@ def max_workers(cores: int | None = None) -> int:
 
 def study_name_for(name: str | None, opts: SearchOptions) -> str:
     """The study's name: --study, else the config's `name`, else the config file's stem."""
-    return opts.study or name or opts.config_name or "study"
+    if opts.study is not None:  # `--study ''` is a name, an invalid one: said, not replaced
+        return opts.study
+    return name or opts.config_name or "study"
 
 
 def main_thread() -> bool:

@@ -14,6 +14,7 @@ threads cost more than they give: on 2 cores, 2 workers x 2 threads train 3.5x s
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import multiprocessing
 import os
@@ -26,7 +27,7 @@ from typing import Any
 
 from tunekit.config.load import ConfigFile, parse_overrides
 from tunekit.config.sections import ALLOWED_PLUGINS
-from tunekit.errors import StateError, TunekitError
+from tunekit.errors import StateError, TunekitError, os_error
 from tunekit.runs import StudyDir
 from tunekit.study.options import SearchOptions, Terminated, main_thread, raise_terminated
 from tunekit.study.stopping import Stop, request_stop
@@ -63,8 +64,6 @@ def _worker_main(
     """A worker process: (worker 0) validate and prepare the study, then wait for the parent's go
     (the study's concrete config, storage and trackers) and work on the study until it is done."""
     os.environ["OMP_NUM_THREADS"] = str(fields["threads"] or threads_per_worker(fields["workers"]))
-    signal.signal(signal.SIGTERM, raise_terminated)
-    die_with_parent(parent_pid)
     label = f"[w{index}] "
     send = _Sender(queue)
 
@@ -77,12 +76,16 @@ def _worker_main(
     log = (lambda line: None) if fields["quiet"] else say
     events = send.put if live else None
     try:
+        signal.signal(signal.SIGTERM, raise_terminated)  # started deaf to it and to SIGINT (see _started_deaf)
+        die_with_parent(parent_pid)
         # This process's own imports (torch among them): the parent must not load them to name this function.
         from tunekit.config.sections import allow_plugins, check_sections
         from tunekit.config.space import SearchSpace
         from tunekit.study.worker import work
         from tunekit.train.build import set_threads
 
+        # A Ctrl-C missed until here was the parent's too: it sends this worker no go, so it ends at the go.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         allow_plugins(plugins)
         if index == 0:
             _prepare(file, overrides, fields, log, events, send)
@@ -110,6 +113,13 @@ def _worker_main(
         for line in exc.lines():
             say(f"{label}error: {line}")
         sys.exit(exc.exit_code)
+    except OSError as exc:
+        error = os_error(exc)  # a full disk under a journal append, say: the one line one process gives
+        if error is None:
+            raise
+        for line in error.lines():
+            say(f"{label}error: {line}")
+        sys.exit(error.exit_code)
     finally:
         send.flush()
 
@@ -209,15 +219,15 @@ def search_in_workers(file: ConfigFile, overrides: list[str], opts: SearchOption
     parse_overrides(overrides)  # a malformed --set is said here, before any process starts
     previous_term = signal.signal(signal.SIGTERM, raise_terminated) if main_thread() else None
     stop = Stop(opts.started_at)
-    procs, queue, inboxes = _spawn(file, overrides, opts)
-    # Imported once the workers are on their way: optuna's import (~0.2 s) would only delay them.
-    from tunekit.study.session import end_search, open_tracking
-    from tunekit.study.storage import load_study
-
-    tracking = None
+    procs, queue, inboxes, tracking = [], None, [], None
     try:
         with stop.on_first_ctrl_c(opts.log):
-            ready = _await_preparation(procs, queue, inboxes, opts)
+            procs, queue, inboxes = _spawn(file, overrides, opts)
+            # Imported once the workers are on their way: optuna's import (~0.2 s) would only delay them.
+            from tunekit.study.session import end_search, open_tracking
+            from tunekit.study.storage import load_study
+
+            ready = _await_preparation(procs, queue, inboxes, opts, stop)
             study_dir = StudyDir(opts.runs, ready["study"])
             opts.study, opts.storage = ready["study"], ready["storage"]
             specs = ready["specs"]
@@ -234,6 +244,7 @@ def search_in_workers(file: ConfigFile, overrides: list[str], opts: SearchOption
     except KeyboardInterrupt as exc:
         if tracking:
             tracking.close(interrupted=True)
+        _send_all(inboxes, None)  # a worker still starting (deaf to signals until its imports are done) ends at its go
         # Pass the signal on (a terminal's Ctrl-C already reached them; a `kill` did not) and let
         # each worker close its trial before we report.
         for p in procs:
@@ -242,7 +253,8 @@ def search_in_workers(file: ConfigFile, overrides: list[str], opts: SearchOption
         for p in procs:
             p.join(timeout=60)
         _end_workers(procs, grace_s=5)
-        _relay(queue, opts, 0)
+        if queue is not None:
+            _relay(queue, opts, 0)
         raise
     except BaseException:
         if tracking:
@@ -263,7 +275,7 @@ def search_in_workers(file: ConfigFile, overrides: list[str], opts: SearchOption
 def _go(ready: dict, track: list, opts: SearchOptions) -> dict:
     """What every worker starts from: worker 0's concrete config, the study and its storage, the
     trackers that started here, the time left of --timeout."""
-    remaining = None if opts.timeout_s is None else max(0.0, opts.timeout_s - (time.time() - opts.started_at))
+    remaining = opts.timeout_s  # counted from here, as one process counts from the end of its preparation
     return {
         "study": ready["study"],
         "raw": ready["raw"],
@@ -276,7 +288,36 @@ def _go(ready: dict, track: list, opts: SearchOptions) -> dict:
 
 def _spawn(file: ConfigFile, overrides: list[str], opts: SearchOptions):
     ctx = multiprocessing.get_context("spawn")
+    # The queue starts multiprocessing's resource tracker, which unblocks SIGINT and SIGTERM when it
+    # has started: outside _started_deaf, so that a signal meanwhile is not lost to SIG_IGN.
     queue = ctx.Queue()  # workers -> parent: worker 0's ready/failed, and the live view's events
+    with _started_deaf():
+        procs, inboxes = _start_processes(ctx, queue, file, overrides, opts)
+    return procs, queue, inboxes
+
+
+@contextlib.contextmanager
+def _started_deaf():
+    """Processes started inside start with SIGINT and SIGTERM ignored (a disposition a spawned
+    process inherits): a Ctrl-C during a worker's interpreter start or torch's import would kill it
+    with a traceback, or abort torch's C++ start-up. Each worker listens again once it is ready to
+    act on them (_worker_main). This process keeps its own signals: blocked meanwhile, not ignored,
+    they are delivered when the block ends."""
+    if not main_thread():
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    handlers = {s: signal.signal(s, signal.SIG_IGN) for s in held}
+    try:
+        yield
+    finally:
+        for s, handler in handlers.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+def _start_processes(ctx, queue, file: ConfigFile, overrides: list[str], opts: SearchOptions):
     procs, inboxes = [], []
     fields = {
         f.name: getattr(opts, f.name) for f in dataclasses.fields(opts) if f.name not in ("log", "tracking", "events")
@@ -304,14 +345,17 @@ def _spawn(file: ConfigFile, overrides: list[str], opts: SearchOptions):
         receiver.close()  # the worker holds its end now
         procs.append(p)
         inboxes.append(sender)
-    return procs, queue, inboxes
+    return procs, inboxes
 
 
-def _await_preparation(procs, queue, inboxes, opts: SearchOptions) -> dict:
+def _await_preparation(procs, queue, inboxes, opts: SearchOptions, stop: Stop) -> dict:
     """Relay worker 0's lines until it says the study is ready. If it fails, its error is raised here
-    (the CLI prints it as one process would) and the other workers are sent home."""
+    (the CLI prints it as one process would) and the other workers are sent home. A first Ctrl-C
+    before then interrupts: no trial runs yet that could finish."""
     leader = procs[0]
     while True:
+        if stop.local:
+            raise KeyboardInterrupt()
         message = _relay(queue, opts, 0.1)
         if message is None and not leader.is_alive():
             message = _relay(queue, opts, 0) or {"kind": "exited"}  # what it sent before it exited
@@ -328,9 +372,10 @@ def _await_preparation(procs, queue, inboxes, opts: SearchOptions) -> dict:
             raise OSError(*message["args"])
         if message["kind"] == "crashed":
             raise RuntimeError(f"worker 0: {message['what']}")
-        _raise_for_exit_codes([leader.exitcode])
+        if stop.local or leader.exitcode in _INTERRUPTED:
+            raise Terminated() if leader.exitcode in (143, -signal.SIGTERM) else KeyboardInterrupt()
         raise StateError(
-            f"worker 0 exited before the study was ready (code {leader.exitcode})", "rerun the same command"
+            f"worker 0 exited with code {leader.exitcode} before the study was ready", "rerun the same command"
         )
 
 
@@ -380,9 +425,12 @@ def _supervise(procs, queue, opts: SearchOptions, stop: Stop, study) -> None:
     _relay(queue, opts, 0)
 
 
+_INTERRUPTED = (130, 143, -signal.SIGINT, -signal.SIGTERM)  # a worker's exit after Ctrl-C / SIGTERM
+
+
 def _raise_for_exit_codes(codes: list[int | None]) -> None:
-    if any(code in (130, 143) for code in codes):
-        raise Terminated() if 143 in codes else KeyboardInterrupt()
+    if any(code in _INTERRUPTED for code in codes):
+        raise Terminated() if any(code in (143, -signal.SIGTERM) for code in codes) else KeyboardInterrupt()
     bad = [(i, c) for i, c in enumerate(codes) if c != 0]
     if bad:
         error = StateError(
