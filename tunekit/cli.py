@@ -952,8 +952,13 @@ def _config_for_csv(path: Path, target: str, output: Path | None, name: str) -> 
 
     from tunekit.components.data import csv
     from tunekit.config.starter import csv_config
+    from tunekit.errors import ConfigError
 
-    raw = csv(seed=0, path=str(path), target=target)
+    try:
+        raw = csv(seed=0, path=str(path), target=target)
+    except ConfigError as exc:  # what the table leaves open (data.task): said of the table, there is no config yet
+        exc.source = str(path)
+        raise
     n_classes = len(set(raw.y.tolist())) if raw.task == "classification" else None
     folder = output.resolve().parent if output is not None else Path.cwd()
     data_path = os.path.relpath(path.resolve(), folder)

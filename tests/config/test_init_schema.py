@@ -96,3 +96,12 @@ def test_init_from_csv_writes_a_config_for_the_users_table(cli, tmp_path):
     missing = cli("init", "--from-csv", table, "--target", "knd")
     assert missing.exit_code == 4 and "did you mean 'kind'?" in missing.stderr
     assert cli("init", "--target", "kind").exit_code == 2
+
+
+def test_init_from_csv_names_the_table_when_its_task_is_unclear(cli, tmp_path):
+    table = tmp_path / "codes.csv"
+    table.write_text("code,x\n" + "".join(f"{i % 50},{i / 7:.3f}\n" for i in range(1000)))
+    result = cli("init", "--from-csv", table, "--target", "code", "-o", tmp_path / "codes.yaml")
+    assert result.exit_code == 3
+    assert result.stderr.startswith(f"error: {table}: data.task: cannot tell"), result.stderr
+    assert not (tmp_path / "codes.yaml").exists()

@@ -114,3 +114,13 @@ def test_warm_start_reruns_the_best_trials_of_another_study(tmp_path):
     missing = tunekit("search", second, "--runs", tmp_path / "runs", "--study", "third", "--warm-start", "nope")
     assert missing.returncode == 5 and "no study 'nope'" in missing.stderr
     assert not (tmp_path / "runs" / "third").exists()  # refused before anything was written
+
+
+def test_a_total_already_reached_says_so_and_runs_nothing(cli, write_config, runs):
+    config = write_config()
+    assert cli("search", config, "--runs", runs).exit_code == 0
+    again = cli("search", config, "--runs", runs, "--trials", "2", "--json")
+    assert again.exit_code == 0, again.stderr
+    assert "3/2 trials done" in again.stderr
+    assert "nothing to run: --trials is the study's total (2); pass --trials 13 to add 10 more" in again.stderr
+    assert json.loads(again.stdout)["n_trials"] == 3

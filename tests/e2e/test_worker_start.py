@@ -2,6 +2,7 @@
 the study while the others start, and whatever goes wrong in that window ends in the one-process
 error and exit code, never in a hang or a leftover worker."""
 
+import contextlib
 import json
 import os
 import signal
@@ -9,6 +10,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import TINY
 
@@ -39,6 +42,22 @@ def _alive(pid: int) -> bool:
         return False
 
 
+_STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_search_outlives_its_test():
+    """A test that fails mid-way (a hang is what some of these look for) must not leave its search
+    and workers running: their process group is killed at teardown."""
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+
+
 def _launch(tmp_path, config_text: str, *extra: str) -> tuple[subprocess.Popen, Path]:
     config = tmp_path / "config.yaml"
     config.write_text(config_text)
@@ -50,6 +69,7 @@ def _launch(tmp_path, config_text: str, *extra: str) -> tuple[subprocess.Popen, 
         text=True,
         start_new_session=True,  # its own process group: a Ctrl-C below reaches it and its workers, as on a terminal
     )
+    _STARTED.append(proc)
     return proc, runs
 
 
@@ -90,9 +110,14 @@ def test_a_bad_config_with_workers_says_what_one_process_says_and_writes_nothing
     config = tmp_path / "bad.yaml"
     config.write_text(bad)
     runs = tmp_path / "runs"
-    one = subprocess.run([*TUNEKIT, "search", str(config), "--runs", str(runs)], capture_output=True, text=True)
+    one = subprocess.run(
+        [*TUNEKIT, "search", str(config), "--runs", str(runs)], capture_output=True, text=True, timeout=120
+    )
     two = subprocess.run(
-        [*TUNEKIT, "search", str(config), "--runs", str(runs), "--workers", "2"], capture_output=True, text=True
+        [*TUNEKIT, "search", str(config), "--runs", str(runs), "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert one.returncode == two.returncode == 3
     assert two.stderr == one.stderr

@@ -87,6 +87,8 @@ def prepare_study(config: Config, opts: SearchOptions) -> tuple[Config, SearchSp
         f"study '{study_dir.name}' in {describe_storage(study_dir, opts.storage)}: {done}/{target} trials done, "
         + ", ".join(f"{d} {m}" for m, d in objectives_of(config))
     )
+    if done >= target:
+        opts.log(f"nothing to run: --trials is the study's total ({target}); pass --trials {done + 10} to add 10 more")
     opts.emit(
         kind="study", name=study_dir.name, metric=config.study.metric, done=done, target=target, best=best_text(study)
     )
