@@ -17,7 +17,7 @@ from tests.conftest import REPO, TINY
 
 TUNEKIT = [sys.executable, "-m", "tunekit"]
 # What tunekit may say on stderr while it works; anything else after a closed pipe is a complaint.
-PROGRESS = ("study '", "[", "next: ", "training ")
+PROGRESS = ("study '", "[", "next: ", "training ", "nothing to run: ")
 
 
 @pytest.fixture(scope="module")

@@ -87,6 +87,8 @@ def _worker_main(
         # A Ctrl-C missed until here was the parent's too: it sends this worker no go, so it ends at the go.
         signal.signal(signal.SIGINT, signal.default_int_handler)
         allow_plugins(plugins)
+        if inbox.poll():  # only a stop can come before the study is ready: the search ended while this one started
+            return
         if index == 0:
             _prepare(file, overrides, fields, log, events, send)
         else:
@@ -219,10 +221,17 @@ def search_in_workers(file: ConfigFile, overrides: list[str], opts: SearchOption
     parse_overrides(overrides)  # a malformed --set is said here, before any process starts
     previous_term = signal.signal(signal.SIGTERM, raise_terminated) if main_thread() else None
     stop = Stop(opts.started_at)
+    ctx = multiprocessing.get_context("spawn")
+    # Listed as they start, not returned: a signal held while they start is raised the moment the
+    # block ends, and the handlers below must still find every worker (and the queue they unpickle).
     procs, queue, inboxes, tracking = [], None, [], None
     try:
         with stop.on_first_ctrl_c(opts.log):
-            procs, queue, inboxes = _spawn(file, overrides, opts)
+            # The queue starts multiprocessing's resource tracker, which unblocks SIGINT and SIGTERM
+            # when it has started: outside _started_deaf, so that a signal meanwhile is not lost to SIG_IGN.
+            queue = ctx.Queue()  # workers -> parent: worker 0's ready/failed, and the live view's events
+            with _started_deaf():
+                _start_processes(ctx, queue, file, overrides, opts, procs, inboxes)
             # Imported once the workers are on their way: optuna's import (~0.2 s) would only delay them.
             from tunekit.study.session import end_search, open_tracking
             from tunekit.study.storage import load_study
@@ -286,16 +295,6 @@ def _go(ready: dict, track: list, opts: SearchOptions) -> dict:
     }
 
 
-def _spawn(file: ConfigFile, overrides: list[str], opts: SearchOptions):
-    ctx = multiprocessing.get_context("spawn")
-    # The queue starts multiprocessing's resource tracker, which unblocks SIGINT and SIGTERM when it
-    # has started: outside _started_deaf, so that a signal meanwhile is not lost to SIG_IGN.
-    queue = ctx.Queue()  # workers -> parent: worker 0's ready/failed, and the live view's events
-    with _started_deaf():
-        procs, inboxes = _start_processes(ctx, queue, file, overrides, opts)
-    return procs, queue, inboxes
-
-
 @contextlib.contextmanager
 def _started_deaf():
     """Processes started inside start with SIGINT and SIGTERM ignored (a disposition a spawned
@@ -317,8 +316,7 @@ def _started_deaf():
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
-def _start_processes(ctx, queue, file: ConfigFile, overrides: list[str], opts: SearchOptions):
-    procs, inboxes = [], []
+def _start_processes(ctx, queue, file: ConfigFile, overrides: list[str], opts: SearchOptions, procs, inboxes) -> None:
     fields = {
         f.name: getattr(opts, f.name) for f in dataclasses.fields(opts) if f.name not in ("log", "tracking", "events")
     }
@@ -345,7 +343,6 @@ def _start_processes(ctx, queue, file: ConfigFile, overrides: list[str], opts: S
         receiver.close()  # the worker holds its end now
         procs.append(p)
         inboxes.append(sender)
-    return procs, inboxes
 
 
 def _await_preparation(procs, queue, inboxes, opts: SearchOptions, stop: Stop) -> dict:
