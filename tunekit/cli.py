@@ -566,7 +566,14 @@ def report(
     runs: RunsOpt = Path("runs"),
     storage: Annotated[str | None, typer.Option("--storage", help="Database URL the study lives in.")] = None,
     format_: Annotated[str, typer.Option("--format", help="table, json, csv or markdown.")] = "table",
-    top: Annotated[int, typer.Option("--top", min=1, help="How many of the best trials to list.")] = 10,
+    top: Annotated[
+        int,
+        typer.Option(
+            "--top",
+            min=1,
+            help="How many of the best trials the table and markdown list (JSON and CSV hold every trial).",
+        ),
+    ] = 10,
     html_file: Annotated[
         Path | None,
         typer.Option("--html", help="Also write a self-contained HTML page with plots (needs tunekit[plots])."),
