@@ -33,3 +33,28 @@ def test_report_imports_neither_torch_nor_scikit_learn_and_keeps_optunas_importa
     theirs = json.loads(_python(plain))
     assert set(ours) == {"optimizer.lr", "optimizer.weight_decay"}
     assert ours == {k: float(v) for k, v in theirs.items()}
+
+
+def test_a_trial_closed_without_a_result_has_its_duration_in_milliseconds_like_the_others():
+    import datetime
+
+    import optuna
+
+    from tunekit.report.summary import trial_row
+
+    start = datetime.datetime(2026, 12, 4, 12, 0, 0)
+    interrupted = optuna.trial.FrozenTrial(
+        number=3,
+        state=optuna.trial.TrialState.FAIL,
+        value=None,
+        datetime_start=start,
+        datetime_complete=start + datetime.timedelta(seconds=1.23456789),
+        params={},
+        distributions={},
+        user_attrs={"reason": "interrupted"},
+        system_attrs={},
+        intermediate_values={},
+        trial_id=3,
+    )
+    row = trial_row(interrupted)
+    assert row["duration_s"] == 1.235 and row["reason"] == "interrupted"

@@ -62,9 +62,10 @@ def trial_row(trial, space: SearchSpace | None = None) -> dict[str, Any]:
         "value": trial.value if trial.values is not None and len(trial.values) == 1 else trial.values,
         "params": params_of(trial, space),
         "reason": ended.get("reason"),
+        # A trial closed without a result (interrupted, worker_died) has only Optuna's timestamps.
         "duration_s": ended.get("duration_s")
         if ended.get("duration_s") is not None
-        else (trial.duration.total_seconds() if trial.duration else None),
+        else (round(trial.duration.total_seconds(), 3) if trial.duration else None),
         "best_epoch": ended.get("best_epoch"),
         # COMPLETE, but stopped before its last epoch (by --timeout): its value is its best epoch so far.
         "cut_short": ended.get("cut_short"),
