@@ -199,7 +199,7 @@ def test_a_ctrl_c_while_worker_0_is_still_starting_is_130_not_exit_5(tmp_path):
 
 
 def test_sigterm_to_the_parent_just_after_it_spawned_leaves_no_worker_traceback(tmp_path):
-    # Found by attack: a SIGTERM (or SIGINT) that reaches the parent between `_spawn` and the `try:`
+    # Found by attack: a SIGTERM (or SIGINT) that reaches the parent between starting the workers and the `try:`
     # of search_in_workers (it is importing optuna there; ~0.5-2 s on a busy machine) is raised
     # outside every handler: the workers are never told, and each prints a multiprocessing
     # traceback (EOFError at `inbox.recv()`, or FileNotFoundError rebuilding the queue's SemLock).

@@ -317,6 +317,7 @@ def _started_deaf():
 
 
 def _start_processes(ctx, queue, file: ConfigFile, overrides: list[str], opts: SearchOptions, procs, inboxes) -> None:
+    """Start the workers, appending each (and its inbox) to `procs`/`inboxes` the moment it exists."""
     fields = {
         f.name: getattr(opts, f.name) for f in dataclasses.fields(opts) if f.name not in ("log", "tracking", "events")
     }
