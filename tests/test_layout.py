@@ -11,9 +11,9 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "tunekit"
 
 # Where an import inside a function is the point: the CLI and the package root must not pay for torch
-# or optuna before a command runs (`tunekit --help`), and a spawned worker imports after setting
-# OMP_NUM_THREADS.
-LAZY_ALLOWED_IN = {"tunekit.cli", "tunekit", "tunekit.study.workers"}
+# or optuna before a command runs (`tunekit --help`), the entry point answers signals before it imports
+# the CLI, and a spawned worker imports after setting OMP_NUM_THREADS.
+LAZY_ALLOWED_IN = {"tunekit.entry", "tunekit.cli", "tunekit", "tunekit.study.workers"}
 # Optional extras (and scikit-learn, read only for bundled datasets) are imported where they are used.
 OPTIONAL = {"plotly", "matplotlib", "cmaes", "psycopg", "mlflow", "tensorboard", "onnx", "onnxruntime", "onnxscript"}
 OPTIONAL |= {"sklearn", "scipy", "grpc", "optuna.visualization"}

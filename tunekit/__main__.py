@@ -1,3 +1,3 @@
-from tunekit.cli import main
+from tunekit.entry import main
 
 main()

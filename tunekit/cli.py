@@ -22,6 +22,7 @@ from rich.console import Console
 
 from tunekit import __version__  # the package root imports nothing heavy: --version stays fast
 from tunekit.errors import TunekitError, os_error
+from tunekit.signals import Terminated, as_exceptions
 
 app = typer.Typer(
     name="tunekit",
@@ -94,14 +95,13 @@ def _guarded(fn: Callable) -> Callable:
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            with as_exceptions():
+                return fn(*args, **kwargs)
         except TunekitError as exc:
             for line in exc.lines():
                 _err(f"error: {line}")
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt as exc:
-            from tunekit.study.options import Terminated
-
             code = 143 if isinstance(exc, Terminated) else 130
             _err(f"interrupted ({'SIGTERM' if code == 143 else 'SIGINT'}); the study is saved")
             resume = _state.get("resume")  # set by `search` once it knows the study name

@@ -1,4 +1,4 @@
-"""What a search was asked to do (flags and their defaults), and the signals it turns into exceptions."""
+"""What a search was asked to do (flags and their defaults), and the exception --timeout raises mid-trial."""
 
 from __future__ import annotations
 
@@ -11,15 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from tunekit.track.specs import TrackSpec
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, turned into an exception so the running trial is closed properly (Python's default dies silently)."""
-
-
-def raise_terminated(signum, frame):
-    """The SIGTERM handler of every process a search runs in."""
-    raise Terminated()
 
 
 class TimedOut(Exception):

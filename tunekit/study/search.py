@@ -22,8 +22,9 @@ from tunekit.config.space import SearchSpace
 from tunekit.config.yaml_io import dump_yaml
 from tunekit.errors import ConfigError, Problem, UsageError
 from tunekit.runs import StudyDir, write_text
+from tunekit.signals import raise_terminated
 from tunekit.study.liveness import counted
-from tunekit.study.options import SearchOptions, main_thread, raise_terminated, study_name_for
+from tunekit.study.options import SearchOptions, main_thread, study_name_for
 from tunekit.study.resume import archive, open_or_resume
 from tunekit.study.session import end_search, open_tracking
 from tunekit.study.stopping import Stop

@@ -31,8 +31,8 @@ class Stop:
     @contextlib.contextmanager
     def on_first_ctrl_c(self, log):
         """A first SIGINT only sets `local`; the next one raises KeyboardInterrupt as usual."""
-        if not main_thread():
-            yield
+        if not main_thread() or signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+            yield  # started ignoring SIGINT (`tunekit search &` from a script): a Ctrl-C is not for us
             return
 
         def first(signum, frame):

@@ -29,7 +29,8 @@ from tunekit.config.load import ConfigFile, parse_overrides
 from tunekit.config.sections import ALLOWED_PLUGINS
 from tunekit.errors import StateError, TunekitError, os_error
 from tunekit.runs import StudyDir
-from tunekit.study.options import SearchOptions, Terminated, main_thread, raise_terminated
+from tunekit.signals import Terminated, raise_terminated
+from tunekit.study.options import SearchOptions, main_thread
 from tunekit.study.stopping import Stop, request_stop
 
 
